@@ -1,0 +1,171 @@
+"""Plain data shared by sync (which writes the index) and the engine (which reads it)."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from typing import Any
+
+
+def sha256_hex(data: bytes | str) -> str:
+    if isinstance(data, str):
+        data = data.encode("utf-8")
+    return hashlib.sha256(data).hexdigest()
+
+
+@dataclass(frozen=True)
+class Link:
+    """An Obsidian link found in a note: `[[target#heading|alias]]` or `![[target#^block]]`."""
+
+    target: str
+    heading: str | None = None
+    block: str | None = None
+    alias: str | None = None
+    embed: bool = False
+
+
+@dataclass
+class ParsedNote:
+    """What the parser learns from one file. `body` is the text to chunk (frontmatter removed,
+    note embeds resolved). For PDFs `pages` holds (page number, text) and `body` is empty."""
+
+    path: str  # vault-relative, POSIX separators
+    kind: str  # "md" or "pdf"
+    title: str
+    body: str = ""
+    pages: list[tuple[int, str]] = field(default_factory=list)
+    aliases: list[str] = field(default_factory=list)
+    tags: list[str] = field(default_factory=list)  # without '#', nested kept as "a/b"
+    links: list[Link] = field(default_factory=list)
+    frontmatter: dict[str, Any] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+    missing_embeds: list[str] = field(default_factory=list)
+    embedded: list[str] = field(default_factory=list)  # vault paths whose text was pulled in
+
+    @property
+    def private(self) -> bool:
+        value = self.frontmatter.get("private")
+        return value is True or (isinstance(value, str) and value.lower() in {"true", "yes"})
+
+
+@dataclass(frozen=True)
+class ChunkDraft:
+    """A piece of a note as the chunker cuts it, before it has an id."""
+
+    ordinal: int
+    text: str
+    heading_path: tuple[str, ...] = ()
+    page: int | None = None
+    span: tuple[int, int] = (0, 0)  # character offsets in the note body (or page text)
+    tokens: int = 0
+
+    @property
+    def embed_text(self) -> str:
+        """What the embedder sees: the heading path, then the text. The file name is left out on
+        purpose so that a rename or move never changes what must be embedded."""
+        if not self.heading_path:
+            return self.text
+        return " > ".join(self.heading_path) + "\n\n" + self.text
+
+    @property
+    def text_hash(self) -> str:
+        return sha256_hex(self.embed_text)
+
+
+@dataclass(frozen=True)
+class ChunkRecord:
+    """A chunk as the registry stores it."""
+
+    id: str
+    note_path: str
+    ordinal: int
+    text: str
+    text_hash: str
+    heading_path: tuple[str, ...]
+    page: int | None
+    span: tuple[int, int]
+    tokens: int
+
+    @property
+    def embed_text(self) -> str:
+        return ChunkDraft(self.ordinal, self.text, self.heading_path).embed_text
+
+
+def chunk_id(note_path: str, text_hash: str, occurrence: int) -> str:
+    """Stable id: the same text in the same note keeps its id whatever moves around it."""
+    return sha256_hex(f"{note_path}\x00{text_hash}\x00{occurrence}")[:32]
+
+
+@dataclass(frozen=True)
+class Hit:
+    """One retrieved chunk with its score and where it came from."""
+
+    chunk_id: str
+    note_path: str
+    title: str
+    heading_path: tuple[str, ...]
+    page: int | None
+    text: str
+    score: float
+    ordinal: int = 0
+    sources: tuple[str, ...] = ()  # "dense", "lexical"
+
+
+@dataclass(frozen=True)
+class Scope:
+    """What a question may see. Empty tuples mean no restriction on that axis."""
+
+    folders: tuple[str, ...] = ()  # allowed folder prefixes, e.g. ("Work",)
+    tags: tuple[str, ...] = ()  # a note must carry at least one of these (nested tags match)
+    notes: tuple[str, ...] = ()  # exact vault paths
+    exclude_folders: tuple[str, ...] = ()
+    exclude_tags: tuple[str, ...] = ()
+    include_private: bool = False
+    # (key, value) pairs a note's frontmatter must match, e.g. (("status", "active"),); the
+    # retriever resolves them to `notes` through the registry.
+    frontmatter: tuple[tuple[str, str], ...] = ()
+
+    def key(self) -> str:
+        """A stable string for cache keys."""
+        return repr(
+            (
+                sorted(self.folders),
+                sorted(self.tags),
+                sorted(self.notes),
+                sorted(self.exclude_folders),
+                sorted(self.exclude_tags),
+                self.include_private,
+                sorted(self.frontmatter),
+            )
+        )
+
+    def allows(self, path: str, tags: list[str] | tuple[str, ...], private: bool) -> bool:
+        if private and not self.include_private:
+            return False
+        if self.notes and path not in self.notes:
+            return False
+        folder = path.rsplit("/", 1)[0] if "/" in path else ""
+        if self.folders and not any(_under(folder, f) for f in self.folders):
+            return False
+        if any(_under(folder, f) for f in self.exclude_folders):
+            return False
+        if self.tags and not any(_tag_matches(t, want) for t in tags for want in self.tags):
+            return False
+        return not any(_tag_matches(t, no) for t in tags for no in self.exclude_tags)
+
+
+def _under(folder: str, prefix: str) -> bool:
+    prefix = prefix.strip("/")
+    return prefix == "" or folder == prefix or folder.startswith(prefix + "/")
+
+
+def _tag_matches(tag: str, wanted: str) -> bool:
+    """`#project` matches `#project` and `#project/alpha` (Obsidian's nested tags)."""
+    tag, wanted = tag.lower().lstrip("#"), wanted.lower().lstrip("#")
+    return tag == wanted or tag.startswith(wanted + "/")
+
+
+def folder_ancestors(path: str) -> list[str]:
+    """`a/b/c.md` -> ["a", "a/b"]: every folder a note sits under, for prefix filters."""
+    parts = path.split("/")[:-1]
+    return ["/".join(parts[: i + 1]) for i in range(len(parts))]

@@ -1,0 +1,445 @@
+"""The registry: notes, chunks, the embedding cache and sync runs, in SQLite or PostgreSQL.
+
+It is the source of truth for what is indexed; the vector store and the keyword index are
+kept equal to it (see sync.indexer for how a crashed sync is repaired)."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from sqlalchemy import (
+    Engine,
+    Integer,
+    String,
+    Text,
+    cast,
+    create_engine,
+    delete,
+    event,
+    func,
+    insert,
+    select,
+    type_coerce,
+    update,
+)
+from sqlalchemy.engine import Connection
+
+from engine import schema as t
+from engine.models import ChunkRecord, ParsedNote
+
+
+@dataclass(frozen=True)
+class NoteState:
+    """What the precheck needs to decide whether a file changed."""
+
+    id: int
+    path: str
+    size: int
+    mtime_ns: int
+    content_hash: str
+    embed_model: str
+    embedded: tuple[str, ...]
+    missing_embeds: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class NoteInfo:
+    path: str
+    title: str
+    tags: tuple[str, ...]
+    aliases: tuple[str, ...]
+    private: bool
+    kind: str
+    frontmatter: dict[str, Any]
+    version: int
+
+
+@dataclass(frozen=True)
+class SkipState:
+    path: str
+    reason: str
+    size: int
+    mtime_ns: int
+
+
+def make_engine(url: str) -> Engine:
+    if url.startswith("sqlite"):
+        engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+
+        @event.listens_for(engine, "connect")
+        def _pragmas(dbapi_conn: Any, _record: Any) -> None:
+            cur = dbapi_conn.cursor()
+            # WAL lets `search`/`serve` read while `sync` writes; NORMAL is durable at checkpoints
+            # and still crash-consistent, which is what the registry needs.
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=NORMAL")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.close()
+
+        return engine
+    return create_engine(url, pool_pre_ping=True)
+
+
+class Registry:
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.engine = make_engine(url)
+        t.metadata.create_all(self.engine)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # ------------------------------------------------------------------ notes
+    def note_states(self) -> dict[str, NoteState]:
+        # Read the JSON lists as text: almost all are "[]", and decoding 20,000 of them through
+        # the JSON type is half the time of a no-op sync of a 10,000-note vault.
+        cols = (
+            t.notes.c.id,
+            t.notes.c.path,
+            t.notes.c.size,
+            t.notes.c.mtime_ns,
+            t.notes.c.content_hash,
+            t.notes.c.embed_model,
+            type_coerce(t.notes.c.embedded, Text).label("embedded"),
+            type_coerce(t.notes.c.missing_embeds, Text).label("missing_embeds"),
+        )
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(*cols)).all()
+        return {
+            r.path: NoteState(r.id, r.path, r.size, r.mtime_ns, r.content_hash, r.embed_model,
+                              _json_list(r.embedded), _json_list(r.missing_embeds))
+            for r in rows
+        }
+
+    def touch_note(self, path: str, size: int, mtime_ns: int) -> None:
+        """Same content, new mtime (e.g. `touch` or a checkout): remember it so the next
+        precheck is cheap again."""
+        with self.engine.begin() as conn:
+            conn.execute(
+                update(t.notes).where(t.notes.c.path == path).values(size=size, mtime_ns=mtime_ns)
+            )
+
+    def note_info(self, paths: Iterable[str]) -> dict[str, NoteInfo]:
+        paths = list(set(paths))
+        out: dict[str, NoteInfo] = {}
+        with self.engine.connect() as conn:
+            for i in range(0, len(paths), 500):
+                rows = conn.execute(
+                    select(t.notes).where(t.notes.c.path.in_(paths[i : i + 500]))
+                ).all()
+                for r in rows:
+                    out[r.path] = NoteInfo(r.path, r.title, tuple(r.tags), tuple(r.aliases),
+                                           r.private, r.kind, dict(r.frontmatter), r.version)
+        return out
+
+    def paths_where(self, frontmatter: dict[str, str]) -> list[str]:
+        """Notes whose frontmatter has each key with that value (or holding it, for lists);
+        values compare as case-insensitive strings, so `status=Active` matches `active`."""
+        want = {k: v.lower() for k, v in frontmatter.items()}
+
+        def matches(fm: dict[str, Any]) -> bool:
+            for key, value in want.items():
+                got = fm.get(key)
+                items = got if isinstance(got, list) else [got]
+                if not any(g is not None and str(g).lower() == value for g in items):
+                    return False
+            return True
+
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(t.notes.c.path, t.notes.c.frontmatter)).all()
+        return sorted(r.path for r in rows if matches(r.frontmatter or {}))
+
+    def note_stamps(self, paths: Iterable[str]) -> dict[str, str]:
+        """A value that changes whenever a note is rewritten, and never repeats for a path
+        (a deleted and re-added note gets a new one): what the answer cache checks."""
+        paths = list(set(paths))
+        out: dict[str, str] = {}
+        with self.engine.connect() as conn:
+            for i in range(0, len(paths), 500):
+                q = select(t.notes.c.path, t.notes.c.version, t.notes.c.indexed_at).where(
+                    t.notes.c.path.in_(paths[i : i + 500]))
+                out.update({r.path: f"{r.version}:{r.indexed_at!r}" for r in conn.execute(q)})
+        return out
+
+    def write_note(
+        self,
+        note: ParsedNote,
+        *,
+        content_hash: str,
+        size: int,
+        mtime_ns: int,
+        embed_model: str,
+        chunks: list[ChunkRecord],
+        replaces: str | None = None,
+    ) -> list[str]:
+        """Insert or replace a note and all its chunks in one transaction. `replaces` is the
+        old path of a moved note. Returns the chunk ids that no longer exist."""
+        values = dict(
+            path=note.path,
+            kind=note.kind,
+            content_hash=content_hash,
+            size=size,
+            mtime_ns=mtime_ns,
+            title=note.title,
+            aliases=list(note.aliases),
+            tags=list(note.tags),
+            links=[_link_json(link) for link in note.links],
+            frontmatter=_jsonable(note.frontmatter),
+            embedded=list(note.embedded),
+            missing_embeds=list(note.missing_embeds),
+            warnings=list(note.warnings),
+            private=note.private,
+            embed_model=embed_model,
+            indexed_at=time.time(),
+        )
+        with self.engine.begin() as conn:
+            old_path = replaces or note.path
+            row = conn.execute(
+                select(t.notes.c.id, t.notes.c.version).where(t.notes.c.path == old_path)
+            ).first()
+            if replaces and replaces != note.path:
+                # A stale row at the destination (e.g. overwritten by the move) goes first.
+                _delete_notes(conn, [note.path])
+            if row is None:
+                note_id = conn.execute(insert(t.notes).values(version=1, **values)).inserted_primary_key[0]
+                old_ids: set[str] = set()
+            else:
+                note_id = row.id
+                conn.execute(
+                    update(t.notes).where(t.notes.c.id == note_id).values(version=row.version + 1, **values)
+                )
+                old_ids = set(
+                    conn.execute(select(t.chunks.c.id).where(t.chunks.c.note_id == note_id)).scalars()
+                )
+            conn.execute(delete(t.chunks).where(t.chunks.c.note_id == note_id))
+            if chunks:
+                conn.execute(insert(t.chunks), [_chunk_row(note_id, c) for c in chunks])
+            conn.execute(delete(t.skipped).where(t.skipped.c.path == note.path))
+            _bump_generation(conn)
+        return sorted(old_ids - {c.id for c in chunks})
+
+    def delete_notes(self, paths: Iterable[str]) -> list[str]:
+        """Delete notes and their chunks; returns the deleted chunk ids."""
+        with self.engine.begin() as conn:
+            return _delete_notes(conn, list(paths))
+
+    def record_skip(self, path: str, reason: str, size: int = 0, mtime_ns: int = 0) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(delete(t.skipped).where(t.skipped.c.path == path))
+            conn.execute(
+                insert(t.skipped).values(path=path, reason=reason, size=size, mtime_ns=mtime_ns, at=time.time())
+            )
+
+    def skipped(self) -> dict[str, SkipState]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(t.skipped).order_by(t.skipped.c.path)).all()
+        return {r.path: SkipState(r.path, r.reason, r.size, r.mtime_ns) for r in rows}
+
+    def forget_skips(self, paths: Iterable[str]) -> None:
+        paths = list(paths)
+        if not paths:
+            return
+        with self.engine.begin() as conn:
+            for i in range(0, len(paths), 500):
+                conn.execute(delete(t.skipped).where(t.skipped.c.path.in_(paths[i : i + 500])))
+
+    # ----------------------------------------------------------------- chunks
+    def chunk_ids(self) -> set[str]:
+        with self.engine.connect() as conn:
+            return set(conn.execute(select(t.chunks.c.id)).scalars())
+
+    def chunks_by_id(self, ids: Iterable[str]) -> dict[str, ChunkRecord]:
+        ids = list(ids)
+        out: dict[str, ChunkRecord] = {}
+        with self.engine.connect() as conn:
+            for i in range(0, len(ids), 500):
+                q = (
+                    select(t.chunks, t.notes.c.path)
+                    .join(t.notes, t.notes.c.id == t.chunks.c.note_id)
+                    .where(t.chunks.c.id.in_(ids[i : i + 500]))
+                )
+                for r in conn.execute(q):
+                    out[r.id] = _chunk_record(r)
+        return out
+
+    def chunks_of_notes(self, paths: Iterable[str]) -> dict[str, list[ChunkRecord]]:
+        paths = list(paths)
+        out: dict[str, list[ChunkRecord]] = {p: [] for p in paths}
+        with self.engine.connect() as conn:
+            for i in range(0, len(paths), 500):
+                q = (
+                    select(t.chunks, t.notes.c.path)
+                    .join(t.notes, t.notes.c.id == t.chunks.c.note_id)
+                    .where(t.notes.c.path.in_(paths[i : i + 500]))
+                    .order_by(t.chunks.c.ordinal)
+                )
+                for r in conn.execute(q):
+                    out[r.path].append(_chunk_record(r))
+        return out
+
+    def iter_chunks(self, batch: int = 2000) -> Iterator[list[ChunkRecord]]:
+        """Every chunk, in batches (for rebuilding derived indexes)."""
+        with self.engine.connect() as conn:
+            q = select(t.chunks, t.notes.c.path).join(t.notes, t.notes.c.id == t.chunks.c.note_id)
+            result = conn.execution_options(yield_per=batch).execute(q)
+            for part in result.partitions(batch):
+                yield [_chunk_record(r) for r in part]
+
+    # ------------------------------------------------------- embedding cache
+    def cached_vectors(self, model: str, hashes: Iterable[str]) -> dict[str, np.ndarray]:
+        hashes = list(set(hashes))
+        out: dict[str, np.ndarray] = {}
+        with self.engine.connect() as conn:
+            for i in range(0, len(hashes), 500):
+                q = select(t.embeddings.c.text_hash, t.embeddings.c.vector).where(
+                    t.embeddings.c.model == model, t.embeddings.c.text_hash.in_(hashes[i : i + 500])
+                )
+                for h, blob in conn.execute(q):
+                    out[h] = np.frombuffer(blob, dtype="<f4")
+        return out
+
+    def store_vectors(self, model: str, vectors: dict[str, np.ndarray]) -> None:
+        if not vectors:
+            return
+        rows = [
+            {"model": model, "text_hash": h, "dim": int(v.shape[-1]),
+             "vector": np.asarray(v, dtype="<f4").tobytes()}
+            for h, v in vectors.items()
+        ]
+        with self.engine.begin() as conn:
+            present = set()
+            keys = list(vectors)
+            for i in range(0, len(keys), 500):
+                present.update(conn.execute(
+                    select(t.embeddings.c.text_hash).where(
+                        t.embeddings.c.model == model, t.embeddings.c.text_hash.in_(keys[i : i + 500])
+                    )
+                ).scalars())
+            rows = [r for r in rows if r["text_hash"] not in present]
+            if rows:
+                conn.execute(insert(t.embeddings), rows)
+
+    # ------------------------------------------------------------ sync runs
+    def start_run(self, embed_model: str) -> int:
+        with self.engine.begin() as conn:
+            return conn.execute(
+                insert(t.sync_runs).values(started_at=time.time(), status="running",
+                                           embed_model=embed_model, stats={})
+            ).inserted_primary_key[0]
+
+    def finish_run(self, run_id: int, status: str, stats: dict[str, Any]) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(
+                update(t.sync_runs).where(t.sync_runs.c.id == run_id)
+                .values(status=status, finished_at=time.time(), stats=_jsonable(stats))
+            )
+
+    def unfinished_runs(self) -> list[int]:
+        """Runs still marked running: only possible after a crash, since callers hold the lock."""
+        with self.engine.connect() as conn:
+            return list(conn.execute(
+                select(t.sync_runs.c.id).where(t.sync_runs.c.status == "running")
+            ).scalars())
+
+    def close_runs(self, ids: list[int], status: str) -> None:
+        if ids:
+            with self.engine.begin() as conn:
+                conn.execute(update(t.sync_runs).where(t.sync_runs.c.id.in_(ids))
+                             .values(status=status, finished_at=time.time()))
+
+    def last_run(self) -> dict[str, Any] | None:
+        with self.engine.connect() as conn:
+            r = conn.execute(
+                select(t.sync_runs).where(t.sync_runs.c.status != "running")
+                .order_by(t.sync_runs.c.id.desc()).limit(1)
+            ).first()
+        if r is None:
+            return None
+        return {"id": r.id, "started_at": r.started_at, "finished_at": r.finished_at,
+                "status": r.status, "embed_model": r.embed_model, "stats": r.stats}
+
+    # ------------------------------------------------------------------ meta
+    def get_meta(self, key: str, default: str | None = None) -> str | None:
+        with self.engine.connect() as conn:
+            v = conn.execute(select(t.meta.c.value).where(t.meta.c.key == key)).scalar()
+        return default if v is None else v
+
+    def set_meta(self, key: str, value: str) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(delete(t.meta).where(t.meta.c.key == key))
+            conn.execute(insert(t.meta).values(key=key, value=value))
+
+    def generation(self) -> int:
+        return int(self.get_meta("generation", "0") or 0)
+
+    # ---------------------------------------------------------------- counts
+    def counts(self) -> dict[str, int]:
+        with self.engine.connect() as conn:
+            return {
+                "notes": conn.execute(select(func.count()).select_from(t.notes)).scalar_one(),
+                "chunks": conn.execute(select(func.count()).select_from(t.chunks)).scalar_one(),
+                "embeddings": conn.execute(select(func.count()).select_from(t.embeddings)).scalar_one(),
+            }
+
+
+def _json_list(raw: str | list[str] | None) -> tuple[str, ...]:
+    if isinstance(raw, list):  # PostgreSQL's driver has already decoded json columns
+        return tuple(raw)
+    return () if raw in (None, "[]", "null") else tuple(json.loads(raw))
+
+
+def _delete_notes(conn: Connection, paths: list[str]) -> list[str]:
+    removed: list[str] = []
+    for i in range(0, len(paths), 500):
+        part = paths[i : i + 500]
+        ids = list(conn.execute(select(t.notes.c.id).where(t.notes.c.path.in_(part))).scalars())
+        if not ids:
+            continue
+        removed += conn.execute(select(t.chunks.c.id).where(t.chunks.c.note_id.in_(ids))).scalars()
+        # Explicit chunk delete: SQLite only cascades with the pragma, which another client
+        # of the same file may not have set.
+        conn.execute(delete(t.chunks).where(t.chunks.c.note_id.in_(ids)))
+        conn.execute(delete(t.notes).where(t.notes.c.id.in_(ids)))
+    if removed or paths:
+        _bump_generation(conn)
+    return removed
+
+
+def _bump_generation(conn: Connection) -> None:
+    """A counter that changes with every registry write, for cache keys."""
+    n = conn.execute(update(t.meta).where(t.meta.c.key == "generation")
+                     .values(value=cast(cast(t.meta.c.value, Integer) + 1, String)))
+    if n.rowcount == 0:
+        conn.execute(insert(t.meta).values(key="generation", value="1"))
+
+
+def _chunk_row(note_id: int, c: ChunkRecord) -> dict[str, Any]:
+    return dict(id=c.id, note_id=note_id, ordinal=c.ordinal, text=c.text, text_hash=c.text_hash,
+                heading=list(c.heading_path), page=c.page, span_start=c.span[0],
+                span_end=c.span[1], tokens=c.tokens)
+
+
+def _chunk_record(r: Any) -> ChunkRecord:
+    return ChunkRecord(id=r.id, note_path=r.path, ordinal=r.ordinal, text=r.text,
+                       text_hash=r.text_hash, heading_path=tuple(r.heading or ()), page=r.page,
+                       span=(r.span_start, r.span_end), tokens=r.tokens)
+
+
+def _link_json(link: Any) -> dict[str, Any]:
+    return {k: v for k, v in vars(link).items() if v not in (None, False)}
+
+
+def _jsonable(value: Any) -> Any:
+    """Frontmatter may hold dates and other YAML types JSON cannot store."""
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set):
+        return [_jsonable(v) for v in value]
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    return str(value)

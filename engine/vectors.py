@@ -1,0 +1,177 @@
+"""The vector store: ChromaDB, embedded in the data dir or a Chroma server.
+
+Embeddings are always passed in explicitly: Chroma's default embedding function would try to
+download a model. One collection per embedding model, so a model change never mixes spaces."""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+import numpy as np
+
+from engine.models import Scope, folder_ancestors
+
+log = logging.getLogger(__name__)
+
+_BATCH = 1000  # well under Chroma's max batch size on every backend
+
+
+@dataclass(frozen=True)
+class VectorMeta:
+    """What each vector carries so that queries can be scoped without the registry."""
+
+    path: str
+    title: str
+    tags: tuple[str, ...]
+    private: bool
+    ordinal: int
+    page: int | None = None
+
+    def to_chroma(self) -> dict[str, Any]:
+        meta: dict[str, Any] = {
+            "path": self.path,
+            "title": self.title,
+            "private": self.private,
+            "ordinal": self.ordinal,
+        }
+        # Lists let `$contains` filter by any ancestor folder or any tag (prefix of nested tags);
+        # Chroma rejects empty lists, so absent means none.
+        folders = folder_ancestors(self.path)
+        if folders:
+            meta["folders"] = folders
+        tags = _tag_prefixes(self.tags)
+        if tags:
+            meta["tags"] = tags
+        if self.page is not None:
+            meta["page"] = self.page
+        return meta
+
+
+def _tag_prefixes(tags: Iterable[str]) -> list[str]:
+    out: list[str] = []
+    for tag in tags:
+        parts = tag.lower().lstrip("#").split("/")
+        for i in range(len(parts)):
+            p = "/".join(parts[: i + 1])
+            if p and p not in out:
+                out.append(p)
+    return out
+
+
+def collection_name(model: str) -> str:
+    slug = re.sub(r"[^a-zA-Z0-9._-]+", "-", model).strip("-._") or "default"
+    return f"vaultbot-chunks-{slug}"[:60]
+
+
+def scope_where(scope: Scope | None) -> dict[str, Any] | None:
+    """Translate a Scope into a Chroma `where` clause (None: no filter)."""
+    if scope is None:
+        return None
+    clauses: list[dict[str, Any]] = []
+    if not scope.include_private:
+        clauses.append({"private": False})
+    if scope.notes:
+        clauses.append({"path": {"$in": list(scope.notes)}})
+    if scope.folders:
+        folders = [f.strip("/") for f in scope.folders]
+        if "" not in folders:
+            ors = [{"folders": {"$contains": f}} for f in folders]
+            clauses.append(ors[0] if len(ors) == 1 else {"$or": ors})
+    for f in scope.exclude_folders:
+        clauses.append({"folders": {"$not_contains": f.strip("/")}})
+    if scope.tags:
+        ors = [{"tags": {"$contains": tag.lower().lstrip("#")}} for tag in scope.tags]
+        clauses.append(ors[0] if len(ors) == 1 else {"$or": ors})
+    for tag in scope.exclude_tags:
+        clauses.append({"tags": {"$not_contains": tag.lower().lstrip("#")}})
+    if not clauses:
+        return None
+    return clauses[0] if len(clauses) == 1 else {"$and": clauses}
+
+
+class VectorStore:
+    def __init__(self, model: str, *, path: Path | None = None, url: str = "") -> None:
+        import chromadb
+        from chromadb.config import Settings as ChromaSettings
+
+        chroma_settings = ChromaSettings(anonymized_telemetry=False)
+        if url:
+            u = urlparse(url)
+            self.client = chromadb.HttpClient(
+                host=u.hostname or "127.0.0.1",
+                port=u.port or (443 if u.scheme == "https" else 8000),
+                ssl=u.scheme == "https",
+                settings=chroma_settings,
+            )
+        elif path is not None:
+            path.mkdir(parents=True, exist_ok=True)
+            self.client = chromadb.PersistentClient(path=str(path), settings=chroma_settings)
+        else:
+            self.client = chromadb.EphemeralClient(settings=chroma_settings)
+        self.model = model
+        self.collection = self.client.get_or_create_collection(
+            collection_name(model),
+            embedding_function=None,
+            metadata={"hnsw:space": "cosine", "embed_model": model},
+        )
+
+    def count(self) -> int:
+        return self.collection.count()
+
+    def upsert(self, ids: Sequence[str], vectors: np.ndarray, metas: Sequence[VectorMeta]) -> None:
+        for i in range(0, len(ids), _BATCH):
+            self.collection.upsert(
+                ids=list(ids[i : i + _BATCH]),
+                embeddings=np.asarray(vectors[i : i + _BATCH], dtype=np.float32),
+                metadatas=[m.to_chroma() for m in metas[i : i + _BATCH]],
+            )
+
+    def delete(self, ids: Iterable[str]) -> None:
+        ids = list(ids)
+        for i in range(0, len(ids), _BATCH):
+            self.collection.delete(ids=ids[i : i + _BATCH])
+
+    def all_ids(self) -> set[str]:
+        out: set[str] = set()
+        offset = 0
+        while True:
+            got = self.collection.get(include=[], limit=5000, offset=offset)
+            out.update(got["ids"])
+            if len(got["ids"]) < 5000:
+                return out
+            offset += 5000
+
+    def query(self, vector: np.ndarray, k: int, scope: Scope | None = None) -> list[tuple[str, float]]:
+        """Nearest chunk ids with cosine similarity (1 - distance), best first."""
+        n = self.count()
+        if n == 0 or k <= 0:
+            return []
+        where = scope_where(scope)
+        if where == {"private": False}:
+            # Chroma evaluates a `where` over the whole collection before searching (~300 ms at
+            # 100k chunks for this clause alone); private notes are rare, so fetch a margin
+            # more and drop them here instead.
+            res = self.collection.query(
+                query_embeddings=[np.asarray(vector, dtype=np.float32)],
+                n_results=min(2 * k + 10, n), include=["distances", "metadatas"],
+            )
+            pairs = [(i, 1.0 - float(d)) for i, d, m in
+                     zip(res["ids"][0], res["distances"][0], res["metadatas"][0], strict=True)
+                     if not (m or {}).get("private")]
+            return pairs[:k]
+        res = self.collection.query(
+            query_embeddings=[np.asarray(vector, dtype=np.float32)],
+            n_results=min(k, n),
+            where=where,
+            include=["distances"],
+        )
+        return [(i, 1.0 - float(d)) for i, d in zip(res["ids"][0], res["distances"][0], strict=True)]
+
+    def drop(self) -> None:
+        self.client.delete_collection(self.collection.name)
