@@ -1,0 +1,292 @@
+"""The question-answering pipeline: answer cache -> retrieve -> generate (streamed) -> verify
+citations -> log. Front ends (CLI, HTTP, Slack, Discord) consume the same event stream."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from engine.answer_cache import AnswerCache
+from engine.citations import Citation, MarkerFilter, make_citations
+from engine.extractive import extractive_answer
+from engine.llm.base import Generator, LLMError
+from engine.llm.routing import routing_reason
+from engine.models import Hit, Scope
+from engine.prompt import Budget, Turn, build_messages, question_language
+from engine.querylog import QueryLog
+from engine.retrieve import Retriever
+
+log = logging.getLogger(__name__)
+
+NOTHING_FOUND = {
+    "en": "I could not find anything about this in the notes.",
+    "ko": "노트에서 이 질문에 관한 내용을 찾지 못했습니다.",
+}
+NO_EXTRACT = {
+    "en": "The notes below matched the question, but no sentence in them answers it directly.",
+    "ko": "아래 노트가 질문과 관련 있지만, 직접 답하는 문장은 찾지 못했습니다.",
+}
+
+
+@dataclass
+class Answer:
+    question: str
+    text: str
+    citations: list[Citation]  # the sources the text actually cites
+    sources: list[Citation]  # every source given to the generator
+    mode: str  # "llm" or "extractive"
+    model: str | None
+    cached: str | bool = False  # "answer", "retrieval", or False
+    unsupported: bool = False
+    invalid_citations: int = 0
+    notice: str | None = None  # e.g. why this is extractive although an LLM is configured
+    error: str | None = None
+    timings: dict[str, float] = field(default_factory=dict)
+    query_id: int | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "answer": self.text,
+            "citations": [
+                {"n": c.n, "path": c.path, "title": c.title, "heading": c.heading, "page": c.page,
+                 "uri": c.uri, "url": c.url, "score": c.score, "snippet": c.snippet}
+                for c in self.citations
+            ],
+            "cached": self.cached,
+            "mode": self.mode,
+            "model": self.model,
+            "unsupported": self.unsupported,
+            "invalid_citations": self.invalid_citations,
+            "notice": self.notice,
+            "error": self.error,
+            "timings": self.timings,
+            "query_id": self.query_id,
+        }
+
+    def to_cache(self) -> dict[str, Any]:
+        data = self.to_json()
+        data["sources"] = [c.to_json() for c in self.sources]
+        data["citations"] = [c.to_json() for c in self.citations]
+        return data
+
+    @classmethod
+    def from_cache(cls, question: str, data: dict[str, Any]) -> Answer:
+        return cls(
+            question=question, text=data["answer"],
+            citations=[Citation.from_json(c) for c in data["citations"]],
+            sources=[Citation.from_json(c) for c in data["sources"]],
+            mode=data["mode"], model=data["model"], unsupported=data["unsupported"],
+            invalid_citations=data.get("invalid_citations", 0),
+        )
+
+
+@dataclass(frozen=True)
+class Sources:
+    citations: list[Citation]
+
+
+@dataclass(frozen=True)
+class Token:
+    text: str
+
+
+@dataclass(frozen=True)
+class Done:
+    answer: Answer
+
+
+@dataclass(frozen=True)
+class Failed:
+    """Generation broke after part of the answer was streamed; `Done` still follows."""
+
+    message: str
+
+
+Event = Sources | Token | Done | Failed
+
+
+@dataclass
+class AskOptions:
+    scope: Scope = field(default_factory=Scope)
+    history: list[Turn] = field(default_factory=list)
+    deep: bool = False
+    use_cache: bool = True
+    channel: str = "cli"
+
+
+class Asker:
+    def __init__(
+        self,
+        retriever: Retriever,
+        generator: Generator | None,
+        *,
+        cache: AnswerCache | None = None,
+        querylog: QueryLog | None = None,
+        vault_name: str = "vault",
+        note_url: str = "",
+        fast_model: str = "qwen2.5:7b-instruct",
+        deep_model: str = "qwen2.5:32b-instruct",
+        k: int = 6,
+        budget: Budget | None = None,
+    ) -> None:
+        self.retriever = retriever
+        self.generator = generator
+        self.cache = cache
+        self.querylog = querylog
+        self.vault_name = vault_name
+        self.note_url = note_url
+        self.fast_model = fast_model
+        self.deep_model = deep_model
+        self.k = k
+        self.budget = budget or Budget()
+
+    def choose_model(self, question: str, deep: bool) -> str:
+        return self.deep_model if routing_reason(question, deep=deep) else self.fast_model
+
+    async def ask(self, question: str, options: AskOptions | None = None) -> Answer:
+        answer = None
+        async for event in self.stream(question, options):
+            if isinstance(event, Done):
+                answer = event.answer
+        assert answer is not None
+        return answer
+
+    async def stream(self, question: str, options: AskOptions | None = None) -> AsyncIterator[Event]:
+        opts = options or AskOptions()
+        question = question.strip()
+        if not question:
+            raise ValueError("the question is empty")
+        t0 = time.perf_counter()
+        timings: dict[str, float] = {}
+
+        def mark(stage: str, since: float) -> float:
+            now = time.perf_counter()
+            timings[stage] = round((now - since) * 1000, 2)
+            return now
+
+        model = self.choose_model(question, opts.deep) if self.generator is not None else None
+        variant = f"{'llm' if self.generator else 'extractive'}|{model}|{self.k}"
+        key = AnswerCache.scope_key(opts.scope.key(), variant)
+        # Follow-ups depend on the thread, so they are neither served from nor put in the cache.
+        cacheable = self.cache is not None and opts.use_cache and not opts.history
+
+        t = time.perf_counter()
+        qvec = await asyncio.to_thread(self.retriever.embed_query, question)
+        t = mark("embed", t)
+        if cacheable:
+            hit = await asyncio.to_thread(self.cache.lookup, key, qvec)  # type: ignore[union-attr]
+            t = mark("cache", t)
+            if hit is not None:
+                answer = Answer.from_cache(question, hit.answer)
+                answer.cached = "answer"
+                yield Sources(answer.sources)
+                yield Token(answer.text)
+                timings["total"] = round((time.perf_counter() - t0) * 1000, 2)
+                answer.timings = timings
+                answer.query_id = await asyncio.to_thread(self._log, answer, opts)
+                yield Done(answer)
+                return
+
+        search_query = question
+        if opts.history:  # "and when is it?" needs the thread's subject to retrieve anything
+            search_query = f"{opts.history[-1].question}\n{question}"
+        before = self.retriever.results.hits
+        hits = await asyncio.to_thread(
+            self.retriever.search, search_query, self.k, scope=opts.scope, use_cache=opts.use_cache,
+            timings=timings,
+        )
+        retrieval_cached = self.retriever.results.hits > before
+        t = mark("retrieve", t)
+        citations = make_citations(hits, self.vault_name, self.note_url)
+        yield Sources(citations)
+
+        lang = question_language(question)
+        answer = Answer(question, "", [], citations, "llm" if self.generator else "extractive", model,
+                        cached="retrieval" if retrieval_cached else False)
+        if not hits:
+            answer.text, answer.unsupported, answer.model = NOTHING_FOUND[lang], True, None
+            answer.mode = "extractive" if self.generator is None else "llm"
+            yield Token(answer.text)
+        elif self.generator is not None:
+            async for event in self._generate(question, hits, citations, model, opts, answer,
+                                              timings, t, qvec):
+                yield event
+        else:
+            for event in await asyncio.to_thread(self._extract, question, hits, answer, qvec):
+                yield event
+
+        timings["total"] = round((time.perf_counter() - t0) * 1000, 2)
+        answer.timings = timings
+        if cacheable and answer.error is None and answer.notice is None and hits:
+            await asyncio.to_thread(
+                self.cache.store, key, question, qvec, answer.to_cache(),  # type: ignore[union-attr]
+                sorted({c.path for c in citations}),
+            )
+        answer.query_id = await asyncio.to_thread(self._log, answer, opts)
+        yield Done(answer)
+
+    async def _generate(self, question: str, hits: list[Hit], citations: list[Citation],
+                        model: str | None, opts: AskOptions, answer: Answer,
+                        timings: dict[str, float], t: float, qvec: Any) -> AsyncIterator[Event]:
+        assert self.generator is not None
+        messages, used = build_messages(question, hits, citations, opts.history, self.budget)
+        marker = MarkerFilter(used)
+        parts: list[str] = []
+        try:
+            async for piece in self.generator.stream(messages, model=model):
+                if "first_token" not in timings:
+                    timings["first_token"] = round((time.perf_counter() - t) * 1000, 2)
+                out = marker.feed(piece)
+                if out:
+                    parts.append(out)
+                    yield Token(out)
+            tail = marker.flush()
+            if tail:
+                parts.append(tail)
+                yield Token(tail)
+        except LLMError as exc:
+            if not parts:  # nothing shown yet: fall back to quoting the notes, and say why
+                log.info("generation failed, answering extractively: %s", exc)
+                answer.mode, answer.model = "extractive", None
+                answer.notice = exc.user_message
+                for event in await asyncio.to_thread(self._extract, question, hits, answer, qvec):
+                    yield event
+                return
+            log.warning("generation broke mid-answer: %s", exc)
+            answer.error = exc.user_message
+            yield Failed(exc.user_message)
+        timings["generate"] = round((time.perf_counter() - t) * 1000, 2)
+        answer.text = "".join(parts).strip()
+        answer.invalid_citations = marker.removed
+        answer.citations = [c for c in citations if c.n in marker.cited]
+        answer.unsupported = not answer.citations
+
+    def _extract(self, question: str, hits: list[Hit], answer: Answer, qvec: Any) -> list[Event]:
+        embedder = self.retriever.index.embedder
+        text, cited = extractive_answer(question, hits, query_vector=qvec,
+                                        embed=embedder.embed_passages)
+        answer.text = text or NO_EXTRACT[question_language(question)]
+        answer.citations = [c for c in answer.sources if c.n in cited]
+        answer.unsupported = not cited
+        return [Token(answer.text)]
+
+    def _log(self, answer: Answer, opts: AskOptions) -> int | None:
+        if self.querylog is None:
+            return None
+        try:
+            return self.querylog.record(
+                channel=opts.channel, question=answer.question, scope=opts.scope.key(),
+                mode=answer.mode, model=answer.model,
+                cached=answer.cached if isinstance(answer.cached, str) else None,
+                timings=answer.timings, sources=[c.path for c in answer.sources],
+                citations_valid=len(answer.citations), citations_invalid=answer.invalid_citations,
+                unsupported=answer.unsupported, error=answer.error or answer.notice,
+            )
+        except Exception:  # the log must never cost the user the answer
+            log.exception("could not write the query log")
+            return None
+

@@ -1,0 +1,71 @@
+"""The query log: one row per question with stage timings, cache layer, model, sources,
+citation counts and feedback. `summary()` is what `vaultbot stats` prints."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+from sqlalchemy import func, insert, select, update
+
+from engine import schema as t
+from engine.registry import Registry
+
+
+class QueryLog:
+    def __init__(self, registry: Registry) -> None:
+        self.registry = registry
+
+    def record(self, **row: Any) -> int:
+        row.setdefault("at", time.time())
+        with self.registry.engine.begin() as conn:
+            return conn.execute(insert(t.query_log).values(**row)).inserted_primary_key[0]
+
+    def feedback(self, query_id: int, value: int, note: str | None = None) -> bool:
+        """Store 👍 (+1) or 👎 (-1) for a logged query; False if there is no such query."""
+        if value not in (-1, 1):
+            raise ValueError("feedback must be +1 or -1")
+        with self.registry.engine.begin() as conn:
+            n = conn.execute(update(t.query_log).where(t.query_log.c.id == query_id)
+                             .values(feedback=value, feedback_note=note)).rowcount
+        return n == 1
+
+    def get(self, query_id: int) -> dict[str, Any] | None:
+        with self.registry.engine.connect() as conn:
+            r = conn.execute(select(t.query_log).where(t.query_log.c.id == query_id)).first()
+        return dict(r._mapping) if r else None
+
+    def summary(self, since: float | None = None) -> dict[str, Any]:
+        q = select(t.query_log)
+        if since is not None:
+            q = q.where(t.query_log.c.at >= since)
+        with self.registry.engine.connect() as conn:
+            rows = conn.execute(q).all()
+            total = conn.execute(select(func.count()).select_from(t.query_log)).scalar_one()
+        out: dict[str, Any] = {"queries": len(rows), "all_time": total}
+        if not rows:
+            return out
+        def pct(values: list[float], p: float) -> float | None:
+            return round(float(np.percentile(values, p)), 1) if values else None
+        totals = [r.timings.get("total") for r in rows if r.timings.get("total") is not None]
+        firsts = [r.timings.get("first_token") for r in rows if r.timings.get("first_token") is not None]
+        models: dict[str, int] = {}
+        for r in rows:
+            key = r.model or r.mode
+            models[key] = models.get(key, 0) + 1
+        cached = [r.cached for r in rows if r.cached]
+        out.update({
+            "cache_hit_rate": round(len(cached) / len(rows), 3),
+            "cache_layers": {layer: cached.count(layer) for layer in sorted(set(cached))},
+            "total_ms": {"p50": pct(totals, 50), "p95": pct(totals, 95)},
+            "first_token_ms": {"p50": pct(firsts, 50), "p95": pct(firsts, 95)},
+            "models": models,
+            "extractive": sum(1 for r in rows if r.mode == "extractive"),
+            "unsupported_rate": round(sum(1 for r in rows if r.unsupported) / len(rows), 3),
+            "citations_invalid": sum(r.citations_invalid for r in rows),
+            "errors": sum(1 for r in rows if r.error),
+            "feedback": {"up": sum(1 for r in rows if r.feedback == 1),
+                         "down": sum(1 for r in rows if r.feedback == -1)},
+        })
+        return out
