@@ -1,0 +1,102 @@
+"""The HTTP API served by a real uvicorn on loopback, read by a real HTTP client."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from corpus import ROOT, copy_vault
+from helpers import Server, build
+
+from engine.answer import Asker
+from engine.answer_cache import AnswerCache
+from engine.llm.ollama import OllamaGenerator
+from engine.querylog import QueryLog
+from engine.retrieve import Retriever
+from vaultbot.api import check_bind, create_app
+
+
+def _sse(lines: Iterator[str]) -> list[tuple[str, object]]:
+    events, name = [], None
+    for line in lines:
+        if line.startswith("event: "):
+            name = line[7:]
+        elif line.startswith("data: "):
+            events.append((name, json.loads(line[6:])))
+    return events
+
+
+@pytest.fixture
+def api(tmp_path: Path, usem3, fake_ollama):
+    vault = copy_vault("example", tmp_path)
+    index, indexer = build(vault, tmp_path / "data", usem3)
+    indexer.sync()
+    log = QueryLog(index.registry)
+    fake_ollama.responder = lambda *a: "The launch is on December 4 [1], moved from November 27 [2]."
+    gen = OllamaGenerator(fake_ollama.url)
+    retriever = Retriever(index)
+    asker = Asker(retriever, gen, cache=AnswerCache(index.registry), querylog=log, vault_name="vault")
+
+    def make(token: str = ""):
+        return create_app(asker=asker, retriever=retriever, index=index, querylog=log, token=token,
+                          llm_health=gen.health)
+
+    return make
+
+
+def test_ask_streams_server_sent_events(api) -> None:
+    with Server(api()) as srv, httpx.Client(base_url=srv.url, timeout=30) as client:
+        with client.stream("POST", "/ask", json={"question": "When is the launch?"}) as r:
+            assert r.status_code == 200
+            assert r.headers["content-type"].startswith("text/event-stream")
+            events = _sse(r.iter_lines())
+        names = [n for n, _ in events]
+        assert names[0] == "sources" and names[-1] == "done"
+        assert names.count("token") > 3
+        text = "".join(d["text"] for n, d in events if n == "token")
+        done = events[-1][1]
+        assert done["answer"] == text.strip()
+        assert done["citations"] and done["citations"][0]["path"].endswith(".md")
+        assert {"retrieve", "total"} <= set(done["timings"])
+
+        # JSON instead of a stream, then feedback on the logged query.
+        r = client.post("/ask", json={"question": "When is the launch?", "stream": False})
+        body = r.json()
+        assert body["cached"] == "answer"
+        assert client.post("/feedback", json={"query_id": body["query_id"], "value": -1}).json() == {"ok": True}
+        assert client.post("/feedback", json={"query_id": 999999, "value": 1}).status_code == 404
+
+        found = client.get("/search", params={"q": "sourdough starter", "k": 3}).json()
+        assert found["results"][0]["path"] == "Recipes/Sourdough bread.md"
+        health = client.get("/health").json()
+        assert health["ok"] and health["index"]["notes"] == 6 and health["ollama"]["reachable"]
+        metrics = client.get("/metrics").text
+        assert "vaultbot_questions_total" in metrics and "vaultbot_index_chunks" in metrics
+
+
+def test_token_required_off_localhost(api) -> None:
+    with pytest.raises(ValueError, match="VAULTBOT_API_TOKEN"):
+        check_bind("0.0.0.0", "")
+    check_bind("127.0.0.1", "")
+    # Bound to every interface (reached here through loopback): the token is enforced.
+    with Server(api(token="s3cret"), host="0.0.0.0") as srv, httpx.Client(base_url=srv.url, timeout=30) as c:
+        assert c.post("/ask", json={"question": "When is the launch?", "stream": False}).status_code == 401
+        assert c.get("/search", params={"q": "x"}, headers={"Authorization": "Bearer wrong"}).status_code == 401
+        ok = c.get("/search", params={"q": "launch"}, headers={"Authorization": "Bearer s3cret"})
+        assert ok.status_code == 200
+
+
+def test_serve_refuses_public_bind_without_token(tmp_path: Path) -> None:
+    vault = copy_vault("example", tmp_path)
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "VAULTBOT_API_TOKEN": ""}
+    r = subprocess.run(
+        [sys.executable, "-m", "vaultbot.cli", "serve", "--host", "0.0.0.0", "--vault", str(vault),
+         "--data-dir", str(tmp_path / "d")],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=60,
+    )
+    assert r.returncode == 2 and "VAULTBOT_API_TOKEN" in r.stderr

@@ -1,0 +1,123 @@
+"""The composition root: builds the engine's index and sync's indexer from Settings.
+
+Nothing else reads Settings; the parts take plain arguments, so tests can build them directly."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+from engine.answer import Asker
+from engine.answer_cache import AnswerCache
+from engine.embedders import make_embedder
+from engine.index import Index
+from engine.lexical import LexicalIndex
+from engine.llm.base import Generator
+from engine.prompt import Budget
+from engine.querylog import QueryLog
+from engine.rerank import make_reranker
+from engine.retrieve import Retriever
+from sync.indexer import Indexer
+from sync.lock import IndexLock
+from vaultbot.settings import Settings
+
+
+class ConfigError(RuntimeError):
+    """A setting is missing or wrong; the message says which and how to fix it."""
+
+
+@dataclass
+class App:
+    settings: Settings
+
+    @property
+    def data_dir(self) -> Path:
+        return self.settings.data_dir
+
+    @property
+    def vault(self) -> Path:
+        vault = self.settings.vault
+        if vault is None:
+            raise ConfigError("no vault: pass --vault PATH or set VAULTBOT_VAULT")
+        if not vault.is_dir():
+            raise ConfigError(f"vault {vault} is not a directory")
+        return vault
+
+    @cached_property
+    def index(self) -> Index:
+        s = self.settings
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        embedder = make_embedder(s.embedder, ollama_url=s.ollama_url, batch_size=s.embed_batch)
+        keywords = LexicalIndex(self.data_dir / "keywords.sqlite3")
+        if s.index == "binary":
+            # Derived from the registry's embedding cache at start-up; not shared between
+            # processes (docs/benchmarks.md, "Binary first stage").
+            from engine.binary import BinaryVectorStore
+            from engine.registry import Registry
+
+            registry = Registry(s.registry_url)
+            vectors = BinaryVectorStore.from_registry(
+                registry, embedder.name, embedder.dim, path=self.data_dir / "binary"
+            )
+            return Index(registry, vectors, embedder, keywords)  # type: ignore[arg-type]
+        return Index.open(
+            data_dir=self.data_dir,
+            registry_url=s.registry_url,
+            embedder=embedder,
+            chroma_url=s.chroma_url,
+            keywords=keywords,
+        )
+
+    @cached_property
+    def indexer(self) -> Indexer:
+        indexer = Indexer(self.index, self.vault, chunk_tokens=self.settings.chunk_tokens)
+        # A changed note drops the cached answers that used it right away; the cache also
+        # checks note stamps on lookup, which covers syncs done by other processes.
+        indexer.on_change.append(self.answer_cache.invalidate_paths)
+        return indexer
+
+    @cached_property
+    def retriever(self) -> Retriever:
+        reranker = make_reranker(self.settings.rerank, ollama_url=self.settings.ollama_url)
+        return Retriever(self.index, reranker=reranker)
+
+    @cached_property
+    def generator(self) -> Generator | None:
+        s = self.settings
+        if s.llm == "none":
+            return None
+        from engine.llm.ollama import OllamaGenerator
+
+        return OllamaGenerator(
+            s.ollama_url, fast_model=s.llm_fast, deep_model=s.llm_deep, num_ctx=s.llm_num_ctx,
+            num_thread=s.llm_num_thread, keep_alive=s.llm_keep_alive,
+            first_token_timeout=s.llm_first_token_timeout, idle_timeout=s.llm_idle_timeout,
+        )
+
+    @cached_property
+    def querylog(self) -> QueryLog:
+        return QueryLog(self.index.registry)
+
+    @cached_property
+    def answer_cache(self) -> AnswerCache:
+        s = self.settings
+        return AnswerCache(self.index.registry, threshold=s.cache_threshold,
+                           ttl_seconds=s.cache_ttl_hours * 3600, max_entries=s.cache_max_entries)
+
+    @cached_property
+    def asker(self) -> Asker:
+        s = self.settings
+        vault_name = s.vault.name if s.vault is not None else "vault"
+        return Asker(
+            self.retriever, self.generator, cache=self.answer_cache, querylog=self.querylog,
+            vault_name=vault_name, note_url=s.note_url, fast_model=s.llm_fast,
+            deep_model=s.llm_deep, k=s.top_k, budget=Budget(context_tokens=s.llm_num_ctx),
+        )
+
+    def lock(self) -> IndexLock:
+        return IndexLock(self.data_dir, self.index.registry.engine)
+
+    def close(self) -> None:
+        if "index" in self.__dict__:
+            self.index.registry.close()

@@ -1,0 +1,333 @@
+"""`vaultbot` command line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from vaultbot.eval_cli import add_bench_parser, add_eval_parser, cmd_bench, cmd_eval
+from vaultbot.settings import Settings
+
+log = logging.getLogger("vaultbot")
+
+
+def _parser() -> argparse.ArgumentParser:
+    # The shared options work before or after the subcommand. The subcommands' copies default
+    # to SUPPRESS so that they never reset what was given before the subcommand.
+    def options(default: object) -> argparse.ArgumentParser:
+        o = argparse.ArgumentParser(add_help=False)
+        o.add_argument("--vault", type=Path, default=default,
+                       help="vault path (overrides VAULTBOT_VAULT)")
+        o.add_argument("--data-dir", type=Path, default=default,
+                       help="data dir (overrides VAULTBOT_DATA_DIR)")
+        o.add_argument("-v", "--verbose", action="count",
+                       default=0 if default is None else default, help="more logging")
+        return o
+
+    common = options(argparse.SUPPRESS)
+    p = argparse.ArgumentParser(prog="vaultbot", description="Chat with your Obsidian vault.",
+                                parents=[options(None)])
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("sync", parents=[common], help="index the vault once")
+    s.add_argument("--json", action="store_true", help="print one JSON object of stats")
+
+    sub.add_parser("watch", parents=[common], help="sync, then follow changes until stopped")
+
+    s = sub.add_parser("status", parents=[common], help="what is indexed")
+    s.add_argument("--json", action="store_true")
+
+    s = sub.add_parser("search", parents=[common], help="nearest chunks for a query")
+    s.add_argument("query")
+    s.add_argument("-k", type=int, default=8)
+    s.add_argument("--mode", choices=["dense", "lexical", "hybrid"], default="hybrid")
+    s.add_argument("--folder", action="append", default=[], help="only notes under this folder")
+    s.add_argument("--tag", action="append", default=[], help="only notes with this tag")
+    s.add_argument("--where", action="append", default=[], metavar="KEY=VALUE",
+                   help="only notes whose frontmatter has KEY=VALUE")
+    s.add_argument("--json", action="store_true")
+
+    s = sub.add_parser("ask", parents=[common], help="answer a question from the notes")
+    s.add_argument("question")
+    s.add_argument("--json", action="store_true", help="print one JSON object")
+    s.add_argument("--deep", action="store_true", help="use the deep model")
+    s.add_argument("--no-cache", action="store_true", help="skip the answer and retrieval caches")
+    s.add_argument("--folder", action="append", default=[], help="only notes under this folder")
+    s.add_argument("--tag", action="append", default=[], help="only notes with this tag")
+    s.add_argument("--where", action="append", default=[], metavar="KEY=VALUE",
+                   help="only notes whose frontmatter has KEY=VALUE")
+
+    s = sub.add_parser("serve", parents=[common], help="HTTP API, watcher and bots in one process")
+    s.add_argument("--host", default="127.0.0.1")
+    s.add_argument("--port", type=int, default=8765)
+    s.add_argument("--no-watch", action="store_true", help="do not sync or watch the vault")
+
+    s = sub.add_parser("doctor", parents=[common], help="check the setup and print fixes")
+    s.add_argument("--json", action="store_true")
+
+    s = sub.add_parser("stats", parents=[common], help="summary of the query log")
+    s.add_argument("--days", type=float, default=None, help="only the last N days")
+    s.add_argument("--json", action="store_true")
+
+    add_eval_parser(sub, common)
+    add_bench_parser(sub, common)
+    return p
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    overrides: dict[str, Any] = {}
+    if args.vault is not None:
+        overrides["vault"] = args.vault
+    if args.data_dir is not None:
+        overrides["data_dir"] = args.data_dir
+    return Settings(**overrides)
+
+
+def _scope(args: argparse.Namespace) -> Any:
+    from engine.models import Scope
+
+    pairs = []
+    for item in args.where:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--where needs KEY=VALUE, got {item!r}")
+        pairs.append((key.strip(), value.strip()))
+    return Scope(folders=tuple(args.folder), tags=tuple(args.tag), frontmatter=tuple(pairs))
+
+
+def _setup_logging(verbose: int) -> None:
+    level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                        stream=sys.stderr)
+
+
+@contextmanager
+def _progress(enabled: bool) -> Iterator[Callable[[int, int], None] | None]:
+    if not enabled:
+        yield None
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+    with Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
+                  TimeRemainingColumn(), transient=True) as bar:
+        task = bar.add_task("indexing notes", total=None)
+
+        def update(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        yield update
+
+
+def cmd_sync(app: Any, args: argparse.Namespace) -> int:
+    with app.lock(), _progress(sys.stdout.isatty() and not args.json) as progress:
+        stats = app.indexer.sync(progress=progress)
+    if args.json:
+        print(json.dumps(stats.to_json(), ensure_ascii=False))
+    else:
+        print(
+            f"{stats.notes_added} added, {stats.notes_updated} updated, {stats.notes_moved} moved, "
+            f"{stats.notes_deleted} deleted, {stats.notes_unchanged} unchanged; "
+            f"{stats.chunks_embedded} chunks embedded, {stats.chunks_reused} reused, "
+            f"{stats.chunks_deleted} deleted in {stats.seconds:.2f}s"
+        )
+        for s in stats.skipped:
+            print(f"  skipped {s['path']}: {s['reason']}")
+    return 0
+
+
+def cmd_watch(app: Any, args: argparse.Namespace) -> int:
+    from sync.service import SyncService
+
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    with app.lock():
+        service = SyncService(app.indexer, debounce=app.settings.debounce_seconds,
+                              reconcile_minutes=app.settings.reconcile_minutes)
+        stats = service.sync()
+        print(f"indexed: {stats.notes_added} added, {stats.notes_updated} updated, "
+              f"{stats.notes_deleted} deleted; watching {app.vault} (Ctrl-C to stop)", flush=True)
+        service.start()
+        try:
+            while not stop.wait(0.5):
+                pass
+        finally:
+            service.stop()
+    print("stopped", flush=True)
+    return 0
+
+
+def cmd_status(app: Any, args: argparse.Namespace) -> int:
+    status = app.index.status()
+    status["vault"] = str(app.settings.vault) if app.settings.vault else None
+    status["data_dir"] = str(app.data_dir)
+    status["last_sync"] = app.index.registry.last_run()
+    status["skipped"] = [{"path": s.path, "reason": s.reason}
+                         for s in app.index.registry.skipped().values()]
+    status["in_step"] = status["vectors"] == status["chunks"]
+    if args.json:
+        print(json.dumps(status, ensure_ascii=False, default=str))
+        return 0
+    last = status["last_sync"]
+    when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(last["finished_at"])) if last else "never"
+    print(f"vault:     {status['vault']}\ndata dir:  {status['data_dir']}\n"
+          f"notes:     {status['notes']}\nchunks:    {status['chunks']}\n"
+          f"vectors:   {status['vectors']}\nembedder:  {status['embedding_model']}\n"
+          f"last sync: {when}" + (f" ({last['status']})" if last else ""))
+    for s in status["skipped"]:
+        print(f"skipped:   {s['path']}: {s['reason']}")
+    return 0
+
+
+def cmd_search(app: Any, args: argparse.Namespace) -> int:
+    scope = _scope(args)
+    hits = app.retriever.search(args.query, k=args.k, scope=scope, mode=args.mode)
+    if args.json:
+        print(json.dumps([
+            {"path": h.note_path, "title": h.title, "heading": " > ".join(h.heading_path),
+             "page": h.page, "score": round(h.score, 6), "sources": list(h.sources),
+             "snippet": _snippet(h.text)}
+            for h in hits
+        ], ensure_ascii=False))
+        return 0
+    if not hits:
+        print("no matches")
+    for i, h in enumerate(hits, 1):
+        where = " > ".join(h.heading_path)
+        page = f" p.{h.page}" if h.page else ""
+        print(f"{i}. {h.note_path}{page}" + (f" › {where}" if where else "") + f"  ({h.score:.4f})")
+        print(f"   {_snippet(h.text)}")
+    return 0
+
+
+def cmd_ask(app: Any, args: argparse.Namespace) -> int:
+    import asyncio
+
+    from engine.answer import AskOptions, Done, Failed, Token
+
+    opts = AskOptions(scope=_scope(args), deep=args.deep, use_cache=not args.no_cache, channel="cli")
+
+    async def run() -> Any:
+        answer = None
+        async for event in app.asker.stream(args.question, opts):
+            if isinstance(event, Token) and not args.json:
+                print(event.text, end="", flush=True)
+            elif isinstance(event, Failed) and not args.json:
+                print(f"\n[error] {event.message}", file=sys.stderr)
+            elif isinstance(event, Done):
+                answer = event.answer
+        return answer
+
+    answer = asyncio.run(run())
+    if args.json:
+        print(json.dumps(answer.to_json(), ensure_ascii=False))
+        return 0
+    print()
+    label = "extractive answer (no LLM)" if answer.mode == "extractive" else answer.model
+    flags = [label] + (["cached"] if answer.cached == "answer" else [])
+    flags += ["unsupported: no valid citation"] if answer.unsupported else []
+    if answer.notice:
+        print(f"note: {answer.notice}", file=sys.stderr)
+    if answer.citations:
+        print("\nSources:")
+        for c in answer.citations:
+            print(f"  [{c.n}] {c.label}  {c.path}\n      {c.link}")
+    print(f"\n({'; '.join(flags)}; {answer.timings.get('total', 0):.0f} ms)")
+    return 0
+
+
+def cmd_serve(app: Any, args: argparse.Namespace) -> int:
+    from vaultbot.serve import serve
+
+    return serve(app, host=args.host, port=args.port, watch=not args.no_watch)
+
+
+def cmd_doctor(app: Any, args: argparse.Namespace) -> int:
+    from dataclasses import asdict
+
+    from vaultbot.doctor import run_doctor
+
+    checks = run_doctor(app)
+    if args.json:
+        print(json.dumps([asdict(c) for c in checks], ensure_ascii=False))
+    else:
+        for c in checks:
+            mark = "-" if c.optional else ("ok" if c.ok else "!!")
+            print(f"[{mark:>2}] {c.name:9} {c.detail}")
+            if not c.ok and c.fix:
+                print(f"            fix: {c.fix}")
+    return 0 if all(c.ok for c in checks) else 1
+
+
+def cmd_stats(app: Any, args: argparse.Namespace) -> int:
+    since = time.time() - args.days * 86400 if args.days else None
+    summary = app.querylog.summary(since)
+    if args.json:
+        print(json.dumps(summary, ensure_ascii=False))
+        return 0
+    if not summary["queries"]:
+        print("no queries logged yet")
+        return 0
+    for key, value in summary.items():
+        print(f"{key:18} {value}")
+    return 0
+
+
+def _snippet(text: str, n: int = 160) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= n else flat[: n - 1] + "…"
+
+
+COMMANDS: dict[str, Callable[[Any, argparse.Namespace], int]] = {
+    "sync": cmd_sync,
+    "watch": cmd_watch,
+    "status": cmd_status,
+    "search": cmd_search,
+    "ask": cmd_ask,
+    "stats": cmd_stats,
+    "serve": cmd_serve,
+    "doctor": cmd_doctor,
+    "eval": cmd_eval,
+    "bench": cmd_bench,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    _setup_logging(args.verbose)
+    try:
+        settings = _settings(args)
+    except ValidationError as exc:
+        for err in exc.errors():
+            name = "VAULTBOT_" + "_".join(str(x) for x in err["loc"]).upper()
+            print(f"vaultbot: bad setting {name}: {err['msg']}", file=sys.stderr)
+        return 2
+    from engine.embedders import EmbedderError
+    from sync.lock import IndexLocked
+    from vaultbot.app import App, ConfigError
+
+    app = App(settings)
+    try:
+        return COMMANDS[args.command](app, args)
+    except (ConfigError, IndexLocked, EmbedderError, ValueError) as exc:
+        print(f"vaultbot: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    finally:
+        app.close()
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
