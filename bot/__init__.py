@@ -1,0 +1,1 @@
+"""Chat front ends: Slack and Discord, and who may see what through them."""

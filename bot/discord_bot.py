@@ -1,0 +1,530 @@
+"""The Discord front end: `/ask question [private]`.
+
+The command is acknowledged at once (a deferred, "thinking" response: Discord allows 3 s), the
+answer streams into that response by edits at most once per `edit_interval` (text with a "…"
+cursor), then the final embeds replace it and whatever does not fit one message follows as
+follow-up messages. A public answer in a text channel opens a thread on the response; every
+later message in that thread (not from a bot) is a follow-up question, answered with the
+thread's earlier turns as history. Turns are kept in memory and, after a restart, read back
+from the thread itself (the answer embeds carry the question as title). `/ask` used inside a
+thread answers there and makes the thread a conversation too.
+
+Who may ask and what they see comes from `Access.scope_for("discord", ...)`; a thread counts as
+its parent channel, so a channel's rule also covers its threads. Answers never ping anyone
+(allowed mentions: none), whatever the notes contain.
+
+Discord needs: scopes `bot applications.commands`; intents: guilds, guild messages and the
+privileged message content intent (for follow-ups in threads; enable it under Bot in the
+developer portal, or pass follow_ups=False); permissions: View Channels, Send Messages, Send
+Messages in Threads, Create Public Threads, Embed Links, Read Message History (309237730304,
+see `invite_url`)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import discord
+import yarl
+from discord import app_commands
+from discord.gateway import DiscordWebSocket
+from discord.http import Route
+
+from bot.access import Access, AccessDenied
+from bot.render_discord import CURSOR, answer_messages, answer_of_embeds, stream_preview
+from engine.answer import Answer, Asker, AskOptions, Done, Token
+from engine.prompt import Turn
+
+log = logging.getLogger(__name__)
+
+# Discord's own limit is 100 characters; 90 leaves room for Discord's "…" when it shortens.
+THREAD_NAME_LIMIT = 90
+MAX_THREADS = 1000  # conversations kept in memory; older ones are read back from Discord
+MAX_TURNS = 20  # the engine trims history to its token budget anyway
+HISTORY_MESSAGES = 100  # how far back a thread is read after a restart
+
+SORRY = "Sorry, something went wrong while answering. The error was logged; please try again."
+RESTARTING = "vaultbot is restarting; please ask again in a minute."
+EMPTY_QUESTION = "Ask a question, e.g. `/ask question: When is the launch?`"
+THREAD_TYPES = frozenset({discord.ChannelType.public_thread, discord.ChannelType.private_thread,
+                          discord.ChannelType.news_thread})
+THREAD_PARENTS = frozenset({discord.ChannelType.text, discord.ChannelType.news})
+QUESTION_TYPES = frozenset({discord.MessageType.default, discord.MessageType.reply})
+
+
+# What the bot does in a channel: read it, answer, open and write in threads, read threads back.
+INVITE_PERMISSIONS = discord.Permissions(
+    view_channel=True, send_messages=True, send_messages_in_threads=True,
+    create_public_threads=True, embed_links=True, read_message_history=True,
+)
+
+
+def invite_url(application_id: int | str) -> str:
+    """The OAuth2 URL that adds the bot to a server with the scopes and permissions it needs."""
+    return discord.utils.oauth_url(int(application_id), permissions=INVITE_PERMISSIONS,
+                                   scopes=("bot", "applications.commands"))
+
+
+def apply_overrides(api_url: str = "", gateway_url: str = "") -> tuple[str, yarl.URL]:
+    """Points discord.py at another REST API (a full base such as `http://host:port/api/v10`)
+    and/or gateway (`ws://host:port/...`). These are process-wide class attributes. Returns the
+    previous values for `restore_overrides`."""
+    previous = (Route.BASE, DiscordWebSocket.DEFAULT_GATEWAY)
+    if api_url:
+        Route.BASE = api_url.rstrip("/")
+    if gateway_url:
+        DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(gateway_url)
+    return previous
+
+
+def restore_overrides(previous: tuple[str, yarl.URL]) -> None:
+    Route.BASE, DiscordWebSocket.DEFAULT_GATEWAY = previous
+
+
+def thread_name(question: str) -> str:
+    name = " ".join(question.split())
+    if len(name) > THREAD_NAME_LIMIT:
+        name = name[: THREAD_NAME_LIMIT - 1].rstrip() + "…"
+    return name or "vaultbot"
+
+
+def _embeds(dicts: Sequence[dict[str, Any]]) -> list[discord.Embed]:
+    return [discord.Embed.from_dict(d) for d in dicts]
+
+
+class _LiveEdit:
+    """Shows streamed text by editing one message, at most once per `interval` seconds. The
+    edits run in a background task, so a slow edit never holds up reading the stream, and the
+    latest text is shown even when the model pauses."""
+
+    def __init__(self, edit: Callable[[str], Awaitable[Any]], text: Callable[[], str],
+                 interval: float) -> None:
+        self._edit = edit
+        self._text = text
+        self._interval = interval
+        self._shown: str | None = None
+        self._dirty = asyncio.Event()
+        self._stop = asyncio.Event()
+        self._task = asyncio.create_task(self._run())
+
+    def touch(self) -> None:
+        self._dirty.set()
+
+    async def _run(self) -> None:
+        while True:
+            await self._dirty.wait()
+            if self._stop.is_set():
+                return
+            self._dirty.clear()
+            text = self._text()
+            if text != self._shown:
+                try:
+                    await self._edit(text)
+                    self._shown = text
+                except Exception as exc:  # a lost preview edit is harmless; the final one counts
+                    log.warning("streaming edit failed: %s", type(exc).__name__)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), self._interval)
+            if self._stop.is_set():
+                return
+
+    async def close(self) -> None:
+        """Stops editing; an edit in flight finishes first, so it cannot land after the final."""
+        self._stop.set()
+        self._dirty.set()
+        await self._task
+
+    def cancel(self) -> None:
+        self._task.cancel()
+
+
+class _Target(Protocol):
+    async def show(self, content: str) -> None: ...
+    async def finish(self, messages: list[list[dict[str, Any]]]) -> None: ...
+    async def fail(self, content: str) -> None: ...
+
+
+class _InteractionTarget:
+    """The deferred response of an interaction, and its follow-ups."""
+
+    def __init__(self, interaction: discord.Interaction, ephemeral: bool) -> None:
+        self.interaction = interaction
+        self.ephemeral = ephemeral
+        self.message: discord.InteractionMessage | None = None
+
+    async def show(self, content: str) -> None:
+        await self.interaction.edit_original_response(content=content)
+
+    async def finish(self, messages: list[list[dict[str, Any]]]) -> None:
+        first, *rest = messages
+        self.message = await self.interaction.edit_original_response(content=None, embeds=_embeds(first))
+        for embeds in rest:
+            await self.interaction.followup.send(embeds=_embeds(embeds), ephemeral=self.ephemeral,
+                                                 wait=True)
+
+    async def fail(self, content: str) -> None:
+        await self.interaction.edit_original_response(content=content, embeds=[])
+
+
+class _ReplyTarget:
+    """A reply to a message in a thread: a placeholder, edited while streaming."""
+
+    def __init__(self, question: discord.Message) -> None:
+        self.question = question
+        self.placeholder: discord.Message | None = None
+
+    async def start(self) -> None:
+        self.placeholder = await self.question.reply(CURSOR.strip(), mention_author=False)
+
+    async def show(self, content: str) -> None:
+        assert self.placeholder is not None
+        await self.placeholder.edit(content=content)
+
+    async def finish(self, messages: list[list[dict[str, Any]]]) -> None:
+        assert self.placeholder is not None
+        first, *rest = messages
+        await self.placeholder.edit(content=None, embeds=_embeds(first))
+        for embeds in rest:
+            await self.question.channel.send(embeds=_embeds(embeds))
+
+    async def fail(self, content: str) -> None:
+        if self.placeholder is None:
+            await self.question.reply(content, mention_author=False)
+        else:
+            await self.placeholder.edit(content=content, embeds=[])
+
+
+@dataclass
+class _Conversation:
+    """A thread where vaultbot answers every message. `turns` is None until read back."""
+
+    parent_id: int | None
+    guild_id: int | None
+    turns: list[Turn] | None = None
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+
+class VaultbotDiscord(discord.Client):
+    """The bot. `follow_ups=False` drops the message content intent (privileged) and with it
+    answering plain messages in threads; `/ask` keeps working."""
+
+    def __init__(self, asker: Asker, access: Access | None = None, *, guild_id: int | None = None,
+                 edit_interval: float = 1.0, follow_ups: bool = True, **options: Any) -> None:
+        intents = discord.Intents.default()  # guilds + guild messages: channels, threads, events
+        intents.message_content = follow_ups
+        options.setdefault("allowed_mentions", discord.AllowedMentions.none())
+        super().__init__(intents=intents, **options)
+        self.asker = asker
+        self.access = access or Access()
+        self.guild_id = guild_id
+        self.edit_interval = edit_interval
+        self.follow_ups = follow_ups
+        self.tree = app_commands.CommandTree(self)
+        self._conversations: OrderedDict[int, _Conversation] = OrderedDict()
+        self._not_ours: OrderedDict[int, None] = OrderedDict()  # fetched channels that are not our threads
+        self._inflight: set[asyncio.Task[Any]] = set()  # questions being answered
+        self._draining = False
+
+        @app_commands.command(name="ask", description="Ask a question about the notes")
+        @app_commands.describe(question="What do you want to know?",
+                               private="Only you see the answer (and no thread is opened)")
+        async def ask(interaction: discord.Interaction, question: app_commands.Range[str, 1, 1000],
+                      private: bool = False) -> None:
+            await self.handle_ask(interaction, question, private)
+
+        self.tree.add_command(ask)
+        self.tree.on_error = self._on_tree_error  # type: ignore[method-assign]
+
+    # ------------------------------------------------------------------ setup
+
+    async def setup_hook(self) -> None:
+        try:
+            if self.guild_id:  # development: guild commands appear at once
+                guild = discord.Object(id=self.guild_id)
+                self.tree.copy_global_to(guild=guild)
+                await self.tree.sync(guild=guild)
+            else:  # global commands can take a while to show up in every client
+                await self.tree.sync()
+        except discord.HTTPException as exc:
+            # Serving still works with commands registered earlier; say what to fix.
+            log.error("could not register /ask with Discord (HTTP %s, code %s): invite the bot "
+                      "with the applications.commands scope%s", exc.status, exc.code,
+                      " to that guild" if self.guild_id else "")
+
+    async def on_ready(self) -> None:
+        assert self.user is not None
+        log.info("Discord: connected as %s in %d server(s); invite link: %s", self.user,
+                 len(self.guilds), invite_url(self.application_id or self.user.id))
+
+    async def _on_tree_error(self, interaction: discord.Interaction,
+                             error: app_commands.AppCommandError) -> None:
+        log.error("/ask failed before answering", exc_info=error)
+        with contextlib.suppress(discord.HTTPException):
+            if interaction.response.is_done():
+                await interaction.followup.send(SORRY, ephemeral=True)
+            else:
+                await interaction.response.send_message(SORRY, ephemeral=True)
+
+    # ------------------------------------------------------------------ shutdown
+
+    @contextlib.contextmanager
+    def _tracked(self) -> Iterator[None]:
+        task = asyncio.current_task()
+        assert task is not None
+        self._inflight.add(task)
+        try:
+            yield
+        finally:
+            self._inflight.discard(task)
+
+    async def drain(self, timeout: float = 30.0) -> None:
+        """Lets the answers being written finish (new questions are turned away meanwhile);
+        after `timeout` seconds they are cancelled."""
+        self._draining = True
+        pending = {t for t in self._inflight if t is not asyncio.current_task()}
+        if not pending:
+            return
+        _, late = await asyncio.wait(pending, timeout=timeout)
+        for task in late:
+            task.cancel()
+        if late:
+            log.warning("cancelled %d unfinished answer(s) on shutdown", len(late))
+            await asyncio.wait(late, timeout=5)
+
+    # ------------------------------------------------------------------ /ask
+
+    async def handle_ask(self, interaction: discord.Interaction, question: str, private: bool) -> None:
+        if self._draining:
+            await interaction.response.send_message(RESTARTING, ephemeral=True)
+            return
+        with self._tracked():
+            await self._ask(interaction, question.strip(), private)
+
+    async def _ask(self, interaction: discord.Interaction, question: str, private: bool) -> None:
+        channel = interaction.channel
+        thread = channel if isinstance(channel, discord.Thread) else None
+        place = thread.parent_id if thread is not None else interaction.channel_id
+        try:
+            scope = self.access.scope_for(
+                "discord", user=str(interaction.user.id), channel=str(place) if place else None,
+                guild=str(interaction.guild_id) if interaction.guild_id else None)
+        except AccessDenied as exc:
+            await interaction.response.send_message(str(exc), ephemeral=True)
+            return
+        if not question:
+            await interaction.response.send_message(EMPTY_QUESTION, ephemeral=True)
+            return
+        # Acknowledge first: everything after this may take longer than Discord's 3 seconds.
+        await interaction.response.defer(ephemeral=private, thinking=True)
+        target = _InteractionTarget(interaction, ephemeral=private)
+        options = AskOptions(scope=scope, channel="discord")
+
+        if thread is not None and private:  # others cannot see it: not a turn of the thread
+            known = self._conversations.get(thread.id)
+            options.history = list(known.turns or []) if known is not None else []
+            await self._answer(question, options, target, title=question)
+            return
+        if thread is not None:  # answer in place, as the next turn of the thread
+            conv = self._conversation(thread.id, thread.parent_id, interaction.guild_id)
+            async with conv.lock:
+                history = await self._turns(conv, thread.id, before=None)
+                options.history = history
+                answer = await self._answer(question, options, target, title=question)
+                if answer is not None:
+                    conv.turns = (history + [Turn(question, answer.text)])[-MAX_TURNS:]
+            return
+
+        answer = await self._answer(question, options, target, title=question)
+        if (answer is None or private or interaction.guild_id is None or channel is None
+                or channel.type not in THREAD_PARENTS or target.message is None):
+            return
+        try:
+            opened = await target.message.create_thread(name=thread_name(question))
+        except discord.HTTPException as exc:
+            log.warning("could not open a thread on the answer (HTTP %s, code %s): does the bot "
+                        "have the Create Public Threads permission?", exc.status, exc.code)
+            return
+        conv = self._conversation(opened.id, channel.id, interaction.guild_id)
+        conv.turns = [Turn(question, answer.text)]
+
+    # ------------------------------------------------------------------ thread follow-ups
+
+    async def on_message(self, message: discord.Message) -> None:
+        if (not self.follow_ups or self.user is None or message.author.bot
+                or message.webhook_id is not None or message.type not in QUESTION_TYPES):
+            return
+        question = message.content.strip()
+        if not question:
+            return
+        channel = message.channel
+        conv = self._conversations.get(channel.id)
+        if conv is None:
+            thread = await self._our_thread(channel)
+            if thread is None:
+                return
+            conv = self._conversation(thread.id, thread.parent_id, thread.guild.id)
+        self._conversations.move_to_end(channel.id)
+        if self._draining:
+            with contextlib.suppress(discord.HTTPException):
+                await message.reply(RESTARTING, mention_author=False)
+            return
+        with self._tracked():
+            try:
+                async with conv.lock:  # one answer at a time, so each sees the previous turn
+                    await self._follow_up(message, question, channel.id, conv)
+            except Exception:
+                log.exception("answering a follow-up in thread %s failed", channel.id)
+
+    async def _follow_up(self, message: discord.Message, question: str, thread_id: int,
+                         conv: _Conversation) -> None:
+        try:
+            scope = self.access.scope_for(
+                "discord", user=str(message.author.id),
+                channel=str(conv.parent_id) if conv.parent_id else None,
+                guild=str(conv.guild_id) if conv.guild_id else None)
+        except AccessDenied as exc:
+            await message.reply(str(exc), mention_author=False)
+            return
+        target = _ReplyTarget(message)
+        await target.start()
+        history = await self._turns(conv, thread_id, before=message)
+        options = AskOptions(scope=scope, history=history, channel="discord")
+        answer = await self._answer(question, options, target, title=None)
+        if answer is not None:
+            conv.turns = (history + [Turn(question, answer.text)])[-MAX_TURNS:]
+
+    async def _our_thread(self, channel: Any) -> discord.Thread | None:
+        """The thread a message was posted in, if vaultbot opened it (so it answers there)."""
+        assert self.user is not None
+        if isinstance(channel, discord.Thread):
+            return channel if channel.owner_id == self.user.id else None
+        if not isinstance(channel, discord.PartialMessageable) or channel.id in self._not_ours:
+            return None
+        # Not in the cache, e.g. a thread archived while the bot was away: ask Discord once.
+        try:
+            fetched = await self.fetch_channel(channel.id)
+        except discord.HTTPException:
+            return None
+        if isinstance(fetched, discord.Thread) and fetched.owner_id == self.user.id:
+            return fetched
+        self._not_ours[channel.id] = None
+        while len(self._not_ours) > MAX_THREADS:
+            self._not_ours.popitem(last=False)
+        return None
+
+    def _conversation(self, thread_id: int, parent_id: int | None, guild_id: int | None) -> _Conversation:
+        conv = self._conversations.get(thread_id)
+        if conv is None:
+            conv = self._conversations[thread_id] = _Conversation(parent_id, guild_id)
+            while len(self._conversations) > MAX_THREADS:
+                self._conversations.popitem(last=False)
+        self._conversations.move_to_end(thread_id)
+        return conv
+
+    async def _turns(self, conv: _Conversation, thread_id: int,
+                     before: discord.Message | None) -> list[Turn]:
+        if conv.turns is None:
+            try:
+                conv.turns = await self._read_thread(thread_id, conv.parent_id, before)
+            except discord.HTTPException as exc:
+                log.warning("could not read thread %s (HTTP %s): answering without history",
+                            thread_id, exc.status)
+                conv.turns = []
+        return list(conv.turns)
+
+    async def _read_thread(self, thread_id: int, parent_id: int | None,
+                           before: discord.Message | None) -> list[Turn]:
+        """Earlier turns read back from Discord: the answer the thread was opened on (a thread
+        started from a message shares its id) and the messages in the thread."""
+        messages: list[discord.Message] = []
+        if parent_id is not None:
+            with contextlib.suppress(discord.NotFound, discord.Forbidden):
+                messages.append(await self.get_partial_messageable(parent_id).fetch_message(thread_id))
+        thread = self.get_partial_messageable(thread_id)
+        recent = [m async for m in thread.history(limit=HISTORY_MESSAGES, before=before)]
+        messages.extend(reversed(recent))
+        assert self.user is not None
+        return turns_from_messages(messages, self.user.id)
+
+    # ------------------------------------------------------------------ answering
+
+    async def _answer(self, question: str, options: AskOptions, target: _Target, *,
+                      title: str | None) -> Answer | None:
+        """Streams the answer into `target`; None (after telling the user) when it failed."""
+        parts: list[str] = []
+        answer: Answer | None = None
+        live = _LiveEdit(target.show, lambda: stream_preview("".join(parts)), self.edit_interval)
+        try:
+            async for event in self.asker.stream(question, options):
+                if isinstance(event, Token):
+                    parts.append(event.text)
+                    live.touch()
+                elif isinstance(event, Done):
+                    answer = event.answer
+            await live.close()
+            if answer is None:
+                raise RuntimeError("the answer stream ended without an answer")
+            await target.finish(answer_messages(answer, title))
+            return answer
+        except Exception:
+            # The traceback only: no question, note text or token in the log.
+            log.exception("answering a Discord question failed")
+            await live.close()
+            try:
+                await target.fail(SORRY)
+            except Exception as exc:
+                log.error("could not tell the user about the failure: %s", type(exc).__name__)
+            return None
+        finally:
+            live.cancel()  # a no-op once closed; stops the edits when this task is cancelled
+
+
+def turns_from_messages(messages: Sequence[discord.Message], me: int) -> list[Turn]:
+    """Pairs people's questions with vaultbot's answers, oldest first. An answer's question is
+    its embed title (`/ask` answers) or the message it replies to (follow-ups); an untitled
+    answer that replies to nothing continues the previous one (overflow messages)."""
+    turns: list[Turn] = []
+    questions: dict[int, str] = {}
+    for m in messages:
+        if m.author.id == me:
+            question, text = answer_of_embeds([e.to_dict() for e in m.embeds])
+            if not text:
+                continue  # placeholders, error messages, the thread starter notice
+            ref = m.reference.message_id if m.reference is not None else None
+            if question is None and ref is not None:
+                question = questions.get(ref)
+            if question is not None:
+                turns.append(Turn(question, text))
+            elif turns:
+                turns[-1] = Turn(turns[-1].question, turns[-1].answer + "\n\n" + text)
+        elif not m.author.bot and m.type in QUESTION_TYPES and m.content.strip():
+            questions[m.id] = m.content.strip()
+    return turns[-MAX_TURNS:]
+
+
+def build_discord_client(asker: Asker, access: Access | None = None, *,
+                         guild_id: int | str | None = None, api_url: str = "",
+                         gateway_url: str = "", **options: Any) -> VaultbotDiscord:
+    """The bot, with the API/gateway overrides applied when given (they are process-wide)."""
+    if api_url or gateway_url:
+        apply_overrides(api_url, gateway_url)
+    return VaultbotDiscord(asker, access, guild_id=int(guild_id) if guild_id else None, **options)
+
+
+async def run_discord(client: discord.Client, token: str, *, drain_timeout: float = 30.0) -> None:
+    """Runs the bot in the current event loop until it is closed or this task is cancelled
+    (shutdown): answers being written get `drain_timeout` seconds to finish, then the client
+    closes. Raises discord.LoginFailure for a bad token and discord.PrivilegedIntentsRequired
+    when the message content intent is not enabled in the developer portal."""
+    try:
+        await client.start(token)
+    finally:
+        if isinstance(client, VaultbotDiscord) and not client.is_closed():
+            await client.drain(drain_timeout)
+        if not client.is_closed():
+            await client.close()

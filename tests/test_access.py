@@ -1,0 +1,81 @@
+"""Access rules: who may ask where, and what each place may see."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bot.access import Access, AccessDenied
+
+RULES = """
+private:
+  folders: [HR]
+  tags: [secret]
+default:
+  folders: []
+slack:
+  channels:
+    CWORK: {folders: [Work]}
+    CTEAM: {folders: [Work/Team], users: [U1]}
+    COFF: {allow: false}
+  users:
+    UBAD: {allow: false}
+discord:
+  guilds:
+    "10": {folders: [Work]}
+  channels:
+    "20": {tags: [public]}
+"""
+
+
+@pytest.fixture
+def access(tmp_path: Path) -> Access:
+    path = tmp_path / "access.yaml"
+    path.write_text(RULES)
+    return Access.load(path)
+
+
+def test_most_specific_place_wins(access: Access) -> None:
+    work = access.scope_for("slack", user="U7", channel="CWORK")
+    assert work.folders == ("Work",) and work.exclude_folders == ("HR",) and work.exclude_tags == ("secret",)
+    assert not work.include_private
+    anywhere = access.scope_for("slack", user="U7", channel="COTHER")
+    assert anywhere.folders == () and anywhere.exclude_folders == ("HR",)
+    guild = access.scope_for("discord", user="5", channel="99", guild="10")
+    assert guild.folders == ("Work",)
+    channel = access.scope_for("discord", user="5", channel="20", guild="10")
+    assert channel.tags == ("public",) and channel.folders == ()
+
+
+def test_denials(access: Access) -> None:
+    with pytest.raises(AccessDenied):
+        access.scope_for("slack", user="UBAD", channel="CWORK")
+    with pytest.raises(AccessDenied):
+        access.scope_for("slack", user="U7", channel="COFF")
+    with pytest.raises(AccessDenied):
+        access.scope_for("slack", user="U2", channel="CTEAM")
+    assert access.scope_for("slack", user="U1", channel="CTEAM").folders == ("Work/Team",)
+
+
+def test_scope_semantics_match_obsidian_paths_and_nested_tags(access: Access) -> None:
+    work = access.scope_for("slack", user="U7", channel="CWORK")
+    assert work.allows("Work/plan.md", [], False)
+    assert work.allows("Work/Team/x.md", [], False)
+    assert not work.allows("Workshop/x.md", [], False)  # a prefix of the name is not the folder
+    assert not work.allows("Personal/x.md", [], False)
+    assert not work.allows("Work/private.md", [], True)  # private: true frontmatter
+    anywhere = access.scope_for("slack", user="U7", channel="X")
+    assert not anywhere.allows("HR/salaries.md", [], False)
+    assert not anywhere.allows("Notes/x.md", ["secret/level2"], False)  # nested tag of a private tag
+
+
+def test_bad_files_are_clear_errors(tmp_path: Path) -> None:
+    bad = tmp_path / "a.yaml"
+    bad.write_text("slack:\n  channels:\n    C1: {folder: [Work]}\n")
+    with pytest.raises(ValueError, match="unknown keys"):
+        Access.load(bad)
+    bad.write_text("slack: [\n")
+    with pytest.raises(ValueError, match="cannot read access file"):
+        Access.load(bad)
+    assert Access.load(None).scope_for("slack", user="U", channel="C").folders == ()
