@@ -32,6 +32,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from report import emit  # noqa: E402
+
 from engine.binary import BinaryIndex, faiss  # noqa: E402
 
 DIM = 512
@@ -208,11 +210,7 @@ def main() -> None:
            "sizes": [bench_size(n, args.queries, args.candidates, args.threads, args.float_queries,
                                 args.runs) for n in args.sizes],
            "real": real_vectors(args.real)}
-    text = json.dumps(out, indent=2)
-    print(text)
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(text)
+    emit(out, args.json)
 
 
 if __name__ == "__main__":

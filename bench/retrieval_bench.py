@@ -45,6 +45,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from report import emit  # noqa: E402
+
 import engine.lexical as lexical  # noqa: E402
 from engine.answer import Asker, AskOptions, Token  # noqa: E402
 from engine.answer_cache import AnswerCache  # noqa: E402
@@ -392,11 +394,7 @@ def main() -> None:
         r = bench_size(n, corpus, queries, args.runs, binary=not args.no_binary and n == max(args.sizes))
         print(json.dumps(r), file=sys.stderr)
         out["sizes"].append(r)
-    text = json.dumps(out, indent=2, ensure_ascii=False)
-    print(text)
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(text)
+    emit(out, args.json)
 
 
 if __name__ == "__main__":

@@ -8,8 +8,6 @@ Prints a JSON object; bench/report.py folds it into docs/benchmarks.md."""
 from __future__ import annotations
 
 import argparse
-import hashlib
-import json
 import random
 import shutil
 import statistics
@@ -18,12 +16,12 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from engine.embedders.base import normalize  # noqa: E402
+from report import emit  # noqa: E402
+
+from engine.embedders.hashing import HashingEmbedder  # noqa: E402
 from engine.embedders.usem3 import Usem3Embedder  # noqa: E402
 from engine.index import Index  # noqa: E402
 from engine.lexical import LexicalIndex  # noqa: E402
@@ -33,22 +31,6 @@ from sync.service import SyncService  # noqa: E402
 
 CORPUS = ROOT.parent / "shared" / "corpus" / "vaults"
 
-
-class HashEmbedder:
-    """Bench-only: a near-free deterministic embedder, so that sync overhead is what is timed."""
-
-    name = "bench-hash"
-    dim = 64
-
-    def embed_passages(self, texts: list[str]) -> np.ndarray:
-        out = np.empty((len(texts), self.dim), dtype=np.float32)
-        for i, t in enumerate(texts):
-            seed = int.from_bytes(hashlib.blake2b(t.encode(), digest_size=8).digest(), "little")
-            out[i] = np.random.default_rng(seed).standard_normal(self.dim)
-        return normalize(out)
-
-    def embed_query(self, text: str) -> np.ndarray:
-        return self.embed_passages([text])[0]
 
 
 class TimedEmbedder:
@@ -140,7 +122,7 @@ def noop_resync(notes: int, runs: int) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         vault = Path(tmp) / "vault"
         synthetic_vault(vault, notes)
-        index = open_index(Path(tmp) / "data", HashEmbedder())
+        index = open_index(Path(tmp) / "data", HashingEmbedder(64))
         indexer = Indexer(index, vault)
         t = time.perf_counter()
         first = indexer.sync()
@@ -209,11 +191,7 @@ def main() -> None:
         "noop_resync": noop_resync(args.notes, max(args.runs, 5)),
         "edit_to_searchable": edit_to_searchable(max(args.runs, 5)),
     }
-    text = json.dumps(out, indent=2)
-    print(text)
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(text)
+    emit(out, args.json)
 
 
 if __name__ == "__main__":

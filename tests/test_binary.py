@@ -3,7 +3,6 @@ and the VectorStore adapter inside a real Index and Retriever."""
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +11,7 @@ from helpers import build
 
 from engine import binary
 from engine.binary import BinaryIndex, BinaryVectorStore, binarize, hamming
-from engine.embedders.base import normalize
+from engine.embedders.hashing import HashingEmbedder
 from engine.models import Scope
 from engine.retrieve import Retriever
 from engine.vectors import VectorMeta
@@ -157,23 +156,9 @@ def test_mmap_rescore_and_memory(tmp_path: Path) -> None:
         ram.add(["a"], x[:2])
 
 
-class HashEmbedder:
-    name = "test-hash-64"
-    dim = 64
-
-    def embed_passages(self, texts: list[str]) -> np.ndarray:
-        out = np.empty((len(texts), self.dim), dtype=np.float32)
-        for i, t in enumerate(texts):
-            seed = int.from_bytes(hashlib.blake2b(t.encode(), digest_size=8).digest(), "little")
-            out[i] = np.random.default_rng(seed).standard_normal(self.dim)
-        return normalize(out)
-
-    def embed_query(self, text: str) -> np.ndarray:
-        return self.embed_passages([text])[0]
-
 
 def test_vector_store_adapter_in_a_real_index(example_vault: Path, tmp_path: Path) -> None:
-    index, indexer = build(example_vault, tmp_path / "data", HashEmbedder())
+    index, indexer = build(example_vault, tmp_path / "data", HashingEmbedder(64))
     indexer.sync()
     store = BinaryVectorStore.from_registry(index.registry, index.model, 64, path=tmp_path / "bin")
     assert store.all_ids() == index.registry.chunk_ids() == index.vectors.all_ids()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 from pathlib import Path
@@ -10,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from engine.embedders.base import normalize
+from engine.embedders.hashing import HashingEmbedder
 from engine.evaluate import (
     METRICS,
     CachedEmbedder,
@@ -213,39 +212,19 @@ def test_parallel_vaults(tmp_path: Path) -> None:
     assert ko_en.corpus_key() == en_ko.corpus_key()
 
 
-class HashEmbedder:
-    """Deterministic, free, counts its calls."""
-
-    name = "test-hash"
-    dim = 16
-
-    def __init__(self) -> None:
-        self.calls = 0
-
-    def embed_passages(self, texts: list[str]) -> np.ndarray:
-        self.calls += len(texts)
-        out = np.empty((len(texts), self.dim), dtype=np.float32)
-        for i, t in enumerate(texts):
-            seed = int.from_bytes(hashlib.blake2b(t.encode(), digest_size=8).digest(), "little")
-            out[i] = np.random.default_rng(seed).standard_normal(self.dim)
-        return normalize(out)
-
-    def embed_query(self, text: str) -> np.ndarray:
-        return self.embed_passages(["q:" + text])[0]
-
 
 def test_cached_embedder_stores_vectors_not_text(tmp_path: Path) -> None:
-    inner = HashEmbedder()
+    inner = HashingEmbedder(16)
     path = tmp_path / "cache.sqlite3"
     cached = CachedEmbedder(inner, path)
     first = cached.embed_passages(["alpha", "beta", "alpha"])
-    assert inner.calls == 2 and first.shape == (3, 16)
+    assert inner.embedded == 2 and first.shape == (3, 16)
     q = cached.embed_query("what")
     cached.close()
     again = CachedEmbedder(inner, path)
     assert np.array_equal(again.embed_passages(["beta", "alpha"]), first[[1, 0]])
     assert np.array_equal(again.embed_query("what"), q)
-    assert inner.calls == 3  # nothing embedded the second time
+    assert inner.embedded == 3  # nothing embedded the second time
     again.close()
     raw = path.read_bytes()
     assert b"alpha" not in raw and b"what" not in raw
