@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -336,7 +337,11 @@ class BinaryVectorStore:
     the registry's embedding cache), so `from_registry` rebuilds it at start-up and
     `Index.repair()` keeps it equal to the registry as it does for Chroma. Scope filters are
     evaluated once per distinct (path, tags, private) and cached per scope, as in the lexical
-    index. Not shared between processes: each process builds its own from the registry."""
+    index. Each process builds its own from the registry and, before a query, catches up with
+    what other processes wrote since (the registry's generation moved past the one it saw):
+    chunks added or removed, and notes whose title, tags or privacy changed. Its own writes
+    come through upsert/delete, and `settle` tells it not to diff for them again. One lock
+    serialises writes, catch-up and queries (serve's watcher writes while the API searches)."""
 
     def __init__(
         self, model: str, dim: int, *, path: Path | None = None, rescore: Rescore = "mmap",
@@ -355,6 +360,9 @@ class BinaryVectorStore:
         self._meta_of_slot = np.zeros(0, dtype=np.int32)
         self._masks: dict[str, np.ndarray] = {}  # scope key -> allowed metas
         self._generation = 0
+        self._lock = threading.RLock()
+        self._registry: Any = None  # set by follow(): the registry to catch up with
+        self._seen: int | None = None  # the registry generation this store reflects
 
     @classmethod
     def from_registry(
@@ -362,19 +370,82 @@ class BinaryVectorStore:
         rescore: Rescore = "mmap", batch: int = 5000,
     ) -> BinaryVectorStore:
         """Build from the registry: chunks, their notes' metadata, their cached vectors."""
+        store = cls(model, dim, path=path, rescore=rescore)
+        generation = registry.generation()  # read first: a write during the build is caught up
+        for chunks in registry.iter_chunks(batch):
+            store._add_records(registry, chunks)
+        store.follow(registry, generation)
+        return store
+
+    def _add_records(self, registry: Any, chunks: Sequence[Any]) -> int:
+        """Upsert these registry chunks with their cached vectors and notes' metadata."""
         from engine.vectors import VectorMeta
 
-        store = cls(model, dim, path=path, rescore=rescore)
-        for chunks in registry.iter_chunks(batch):
-            notes = registry.note_info({c.note_path for c in chunks})
-            vecs = registry.cached_vectors(model, {c.text_hash for c in chunks})
-            have = [c for c in chunks if c.text_hash in vecs and c.note_path in notes]
-            if not have:
-                continue
+        notes = registry.note_info({c.note_path for c in chunks})
+        vecs = registry.cached_vectors(self.model, {c.text_hash for c in chunks})
+        have = [c for c in chunks if c.text_hash in vecs and c.note_path in notes]
+        if have:
             metas = [VectorMeta(c.note_path, notes[c.note_path].title, notes[c.note_path].tags,
                                 notes[c.note_path].private, c.ordinal, c.page) for c in have]
-            store.upsert([c.id for c in have], np.vstack([vecs[c.text_hash] for c in have]), metas)
-        return store
+            self.upsert([c.id for c in have], np.vstack([vecs[c.text_hash] for c in have]), metas)
+        return len(have)
+
+    # ------------------------------------------------------ other processes' writes
+    def follow(self, registry: Any, generation: int | None = None) -> None:
+        """Catch up with `registry` before each query from now on; the store reflects
+        `generation` (default: the current one)."""
+        self._registry = registry
+        self._seen = registry.generation() if generation is None else generation
+
+    def settle(self, generation: int) -> None:
+        """This process's own writes up to `generation` are in the store already."""
+        with self._lock:
+            self._seen = generation
+
+    def catch_up(self) -> int:
+        """Apply what other processes wrote since the last generation seen; how many chunks
+        and notes changed. Costs one generation read when nothing did."""
+        if self._registry is None:
+            return 0
+        generation = self._registry.generation()
+        if generation == self._seen:
+            return 0
+        with self._lock:
+            if generation == self._seen:
+                return 0
+            registry = self._registry
+            want, have = registry.chunk_ids(), set(self.index.ids())
+            gone, new = have - want, want - have
+            if gone:
+                self.delete(gone)
+            added = self._add_records(registry, list(registry.chunks_by_id(new).values())) if new else 0
+            relabelled = self._refresh_metas(registry)
+            self._seen = generation
+        if gone or added or relabelled:
+            log.info("binary index caught up to generation %d: -%d +%d chunks, %d notes relabelled",
+                     generation, len(gone), added, relabelled)
+        return len(gone) + added + relabelled
+
+    def _refresh_metas(self, registry: Any) -> int:
+        """Notes whose filter fields (tags, privacy) changed while no chunk did (a frontmatter
+        edit): point their slots at the new metadata."""
+        paths = {p for p, _, _ in self._metas}
+        info = registry.note_info(paths)
+        stale = {i: (p, tuple(info[p].tags), bool(info[p].private))
+                 for i, (p, t, pr) in enumerate(self._metas)
+                 if p in info and (tuple(info[p].tags), bool(info[p].private)) != (t, pr)}
+        if not stale:
+            return 0
+        slots = self._meta_of_slot[: len(self.index._id_of_slot)]
+        for old, key in stale.items():
+            m = self._meta_of.get(key)
+            if m is None:
+                m = self._meta_of[key] = len(self._metas)
+                self._metas.append(key)
+            slots[slots == old] = m
+        self._masks.clear()
+        self._generation += 1
+        return len({key[0] for key in stale.values()})
 
     def count(self) -> int:
         return len(self.index)
@@ -383,6 +454,10 @@ class BinaryVectorStore:
         return set(self.index.ids())
 
     def upsert(self, ids: Sequence[str], vectors: np.ndarray, metas: Sequence[Any]) -> None:
+        with self._lock:
+            self._upsert(ids, vectors, metas)
+
+    def _upsert(self, ids: Sequence[str], vectors: np.ndarray, metas: Sequence[Any]) -> None:
         self.index.add(list(ids), vectors)
         need = len(self.index._id_of_slot)
         if self._meta_of_slot.size < need:
@@ -400,8 +475,9 @@ class BinaryVectorStore:
         self._generation += 1
 
     def delete(self, ids: Iterable[str]) -> None:
-        if self.index.remove(ids):
-            self._generation += 1
+        with self._lock:
+            if self.index.remove(ids):
+                self._generation += 1
 
     def _allowed(self, scope: Scope | None) -> np.ndarray | None:
         if scope is None:
@@ -420,9 +496,11 @@ class BinaryVectorStore:
         self, vector: np.ndarray, k: int, scope: Scope | None = None, *, candidates: int | None = None,
     ) -> list[tuple[str, float]]:
         """Nearest chunk ids with cosine similarity, best first (as VectorStore.query)."""
-        if k <= 0 or not len(self.index):
-            return []
-        return self.index.search(vector, k, candidates=candidates, allowed=self._allowed(scope))
+        self.catch_up()
+        with self._lock:
+            if k <= 0 or not len(self.index):
+                return []
+            return self.index.search(vector, k, candidates=candidates, allowed=self._allowed(scope))
 
     def drop(self) -> None:
         self.delete(self.index.ids())

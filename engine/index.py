@@ -123,6 +123,13 @@ class Index:
         if self.keywords is not None:
             self.keywords.delete(ids)
 
+    def settled(self) -> None:
+        """A sync of this process finished: a store that follows the registry for other
+        processes' writes (the binary one) need not diff for these."""
+        settle = getattr(self.vectors, "settle", None)
+        if settle is not None:
+            settle(self.registry.generation())
+
     # ---------------------------------------------------------------- repair
     def in_step(self) -> bool:
         """Cheap check: do the stores hold as many entries as the registry has chunks?"""

@@ -116,6 +116,7 @@ class Indexer:
             if not self.index.in_step():
                 log.warning("index stores differ from the registry; repairing")
                 stats.repaired = self._repair()
+            self.index.settled()
         except BaseException:
             stats.seconds = time.perf_counter() - t0
             reg.finish_run(run_id, "failed", stats.to_json())

@@ -194,3 +194,55 @@ def test_vector_store_adapter_in_a_real_index(example_vault: Path, tmp_path: Pat
     assert store.query(q, 1)[0] == ("z", pytest.approx(1.0, abs=1e-3))
     assert other.query(q, 1)[0] == ("y", pytest.approx(-1.0, abs=1e-3))
     assert not list((tmp_path / "bin").iterdir())  # nothing left behind
+
+
+def _store_paths(store: BinaryVectorStore, registry, query_vec, scope: Scope | None = None) -> set[str]:
+    ids = [i for i, _ in store.query(query_vec, 200, scope if scope is not None else Scope(),
+                                      candidates=max(store.count(), 1))]
+    return {r.note_path for r in registry.chunks_by_id(ids).values()}
+
+
+def test_binary_store_follows_another_process(example_vault: Path, tmp_path: Path) -> None:
+    """The serving process's binary store sees what a separate `vaultbot sync` wrote: new and
+    deleted notes, edited chunks, and a note turned private by its frontmatter alone."""
+    from engine.registry import Registry
+
+    index, indexer = build(example_vault, tmp_path / "data", HashingEmbedder(64))
+    indexer.sync()
+    # "Another process": its own registry connection and its own store, built at start-up.
+    reader = Registry(index.registry.url)
+    store = BinaryVectorStore.from_registry(reader, index.model, 64, path=tmp_path / "bin")
+    q = index.embedder.embed_query("anything")
+    assert store.catch_up() == 0  # nothing happened since it was built
+    assert _store_paths(store, reader, q) == {
+        p for p, info in reader.note_info(reader.note_states()).items() if not info.private}
+
+    bread = example_vault / "Recipes" / "Sourdough bread.md"
+    (example_vault / "Recipes" / "Focaccia.md").write_text("# Focaccia\n\nDimple the dough.\n")
+    (example_vault / "Projects" / "Vaultbot launch.md").unlink()
+    bread.write_text(bread.read_text() + "\nA new closing paragraph about walnuts.\n")
+    indexer.sync()
+    seen = _store_paths(store, reader, q)  # the query catches up first
+    assert "Recipes/Focaccia.md" in seen and "Projects/Vaultbot launch.md" not in seen
+    assert store.all_ids() == reader.chunk_ids()
+
+    # Privacy set in the frontmatter changes no chunk text, only the note's metadata.
+    bread.write_text(bread.read_text().replace("tags: [recipe, baking]\n",
+                                               "tags: [recipe, baking]\nprivate: true\n"))
+    ids_before = reader.chunk_ids()
+    indexer.sync()
+    assert reader.chunk_ids() == ids_before
+    assert store.catch_up() == 1  # one note relabelled, no chunk added or removed
+    assert "Recipes/Sourdough bread.md" not in _store_paths(store, reader, q)
+    assert "Recipes/Sourdough bread.md" in _store_paths(store, reader, q, Scope(include_private=True))
+    assert store.catch_up() == 0
+    reader.close()
+
+
+def test_own_writes_are_not_diffed_again(example_vault: Path, tmp_path: Path) -> None:
+    index, indexer = build(example_vault, tmp_path / "data", HashingEmbedder(64))
+    index.vectors = BinaryVectorStore("hashing-64", 64)  # type: ignore[assignment]
+    index.vectors.follow(index.registry)  # type: ignore[attr-defined]
+    indexer.sync()
+    assert index.vectors.catch_up() == 0  # type: ignore[attr-defined]
+    assert index.vectors.all_ids() == index.registry.chunk_ids()

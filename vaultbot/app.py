@@ -51,8 +51,8 @@ class App:
         embedder = make_embedder(s.embedder, ollama_url=s.ollama_url, batch_size=s.embed_batch)
         keywords = LexicalIndex(self.data_dir / "keywords.sqlite3")
         if s.index == "binary":
-            # Derived from the registry's embedding cache at start-up; not shared between
-            # processes (docs/benchmarks.md, "Binary first stage").
+            # Derived from the registry's embedding cache at start-up, then kept up with other
+            # processes' syncs through the registry generation (engine/binary.py).
             from engine.binary import BinaryVectorStore
             from engine.registry import Registry
 
