@@ -349,8 +349,9 @@ def main() -> None:
     ap.add_argument("--embed-cache", type=Path,
                     default=Path(os.environ.get("VAULTBOT_DATA_DIR", "~/.vaultbot")).expanduser()
                     / "eval-embeddings.sqlite3")
-    ap.add_argument("--results", type=Path, default=ROOT / ".vaultbot" / "bench-results.json",
-                    help="raw JSON of everything (not committed)")
+    ap.add_argument("--results", type=Path, default=BENCH / "results" / "latest.json",
+                    help="raw JSON of everything; committed, so that a partial run (--only) "
+                         "on any checkout keeps the other sections' figures")
     args = ap.parse_args()
     runs = 1 if args.quick else args.runs
     py = sys.executable
@@ -385,8 +386,9 @@ def main() -> None:
             if key in previous:
                 results[key] = previous[key]
         results["partial"] = {"rerun": sorted(only), "machine_of_the_rest": previous.get("machine")}
-    args.results.parent.mkdir(parents=True, exist_ok=True)
-    args.results.write_text(json.dumps(results, indent=2, ensure_ascii=False))
+    if not args.quick:  # quick figures are a smoke test, never the record
+        args.results.parent.mkdir(parents=True, exist_ok=True)
+        args.results.write_text(json.dumps(results, indent=2, ensure_ascii=False))
     text = render(results, kept_defaults(DOC))
     if args.no_write or (args.quick and not args.write):
         print(text)

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
 from engine.citations import Citation
+from engine.language import question_language
 from engine.llm.base import Message
 from engine.models import Hit
 from engine.tokens import count_tokens
@@ -17,17 +17,6 @@ Rules:
 - If the excerpts do not contain the answer, say so plainly (in the question's language) instead of guessing.
 - {language}
 - Be concise. Use Markdown lists when listing steps or items."""
-
-_HANGUL = re.compile(r"[\uac00-\ud7a3\u1100-\u11ff\u3130-\u318f]")
-_LATIN = re.compile(r"[A-Za-z]")
-
-
-def question_language(text: str) -> str:
-    """'ko' when the question is mostly Hangul, else 'en' (the two languages of the vaults)."""
-    hangul = len(_HANGUL.findall(text))
-    latin = len(_LATIN.findall(text))
-    return "ko" if hangul and hangul * 3 >= latin else "en"
-
 
 def language_rule(lang: str) -> str:
     if lang == "ko":

@@ -15,8 +15,8 @@ from typing import Literal
 import numpy as np
 
 from engine.index import Index
+from engine.language import note_language, question_language
 from engine.models import Hit, Scope
-from engine.prompt import question_language
 
 Mode = Literal["dense", "lexical", "hybrid"]
 MODES: tuple[Mode, ...] = ("dense", "lexical", "hybrid")
@@ -223,9 +223,9 @@ class Retriever:
         info = registry.note_info([top.note_path]).get(top.note_path)
         if info is None:
             return None
-        return self.note_language(top.note_path, info.version) == question_language(query)
+        return self.language_of_note(top.note_path, info.version) == question_language(query)
 
-    def note_language(self, path: str, version: int) -> str:
+    def language_of_note(self, path: str, version: int) -> str:
         """'ko' or 'en' for a whole note. A single chunk misleads: Korean notes hold chunks that
         are mostly English (code, UI names), and those made English questions trust keyword
         hits in them (docs/benchmarks.md, "Fusion"). Cached per note version."""
@@ -234,7 +234,7 @@ class Retriever:
         if lang is None:
             chunks = self.index.registry.chunks_of_notes([path]).get(path, [])
             text = "\n".join(c.text for c in chunks[:NOTE_LANGUAGE_CHUNKS])
-            lang = question_language(text)
+            lang = note_language(text)
             self.note_languages.put(key, lang)
         return lang  # type: ignore[return-value]
 

@@ -136,7 +136,7 @@ def test_adaptive_fusion_judges_the_whole_note_language(tmp_path: Path) -> None:
     lexical = ids(english, "lexical")
     top = index.registry.chunks_by_id(lexical[:1])[lexical[0]]
     assert top.note_path == "ko/캔버스.md" and question_language(top.text) == "en"
-    assert r.note_language(top.note_path, index.registry.note_info([top.note_path])[top.note_path].version) == "ko"
+    assert r.language_of_note(top.note_path, index.registry.note_info([top.note_path])[top.note_path].version) == "ko"
     assert ids(english, "hybrid") == ids(english, "dense")  # the keyword match is foreign
     assert ids(english, "hybrid", adaptive=False) != ids(english, "dense")  # it would have counted
 
@@ -149,5 +149,5 @@ def test_adaptive_fusion_judges_the_whole_note_language(tmp_path: Path) -> None:
         "which makes the flow of an argument visible at a glance.\n\n" + EN_CODE)
     indexer.sync()
     info = index.registry.note_info(["ko/캔버스.md"])["ko/캔버스.md"]
-    assert r.note_language("ko/캔버스.md", info.version) == "en"
+    assert r.language_of_note("ko/캔버스.md", info.version) == "en"
     assert ids(english, "hybrid")[0] == ids(english, "lexical")[0]
