@@ -5,8 +5,8 @@ question's, (2) the scope is the same, (3) it is younger than the TTL, and (4) e
 answer drew on still carries the stamp it had, checked against the registry at lookup time.
 (4) is what makes a stale answer impossible even when another process synced the change.
 
-The question vectors are mirrored in memory, one matrix per scope, topped up from rows newer
-than the last one seen: a lookup is a matrix product plus, on a hit, one row read, instead of
+The question vectors are mirrored in memory, one growing matrix per scope, topped up from rows
+newer than the last one seen: a lookup is a matrix product plus, on a hit, one row read, instead of
 reading and decoding every cached answer of the scope."""
 
 from __future__ import annotations
@@ -33,10 +33,33 @@ class CacheHit:
 
 @dataclass
 class _Scope:
+    """One scope's mirrored question vectors: rows [0, len(ids)) of `matrix`, which grows by
+    doubling, so storing an answer never re-stacks the whole scope before the next lookup."""
+
     ids: list[int] = field(default_factory=list)
     created: list[float] = field(default_factory=list)
-    vectors: list[np.ndarray] = field(default_factory=list)
-    matrix: np.ndarray | None = None  # stacked `vectors`, rebuilt lazily after a change
+    matrix: np.ndarray | None = None
+
+    def add(self, row_id: int, created: float, vector: np.ndarray) -> None:
+        n = len(self.ids)
+        if self.matrix is None or n == len(self.matrix):
+            grown = np.empty((max(16, 2 * n), vector.shape[0]), dtype=np.float32)
+            if self.matrix is not None:
+                grown[:n] = self.matrix[:n]
+            self.matrix = grown
+        self.matrix[n] = vector
+        self.ids.append(row_id)
+        self.created.append(created)
+
+    def vectors(self) -> np.ndarray:
+        return self.matrix[: len(self.ids)] if self.matrix is not None else np.zeros((0, 0), np.float32)
+
+    def forget(self, gone: set[int]) -> None:
+        keep = [i for i, row_id in enumerate(self.ids) if row_id not in gone]
+        if len(keep) != len(self.ids):
+            self.matrix = self.vectors()[keep].copy() if keep else None
+            self.ids = [self.ids[i] for i in keep]
+            self.created = [self.created[i] for i in keep]
 
 
 class AnswerCache:
@@ -65,21 +88,13 @@ class AnswerCache:
         with self.registry.engine.connect() as conn:
             rows = conn.execute(q).all()
         for r in rows:
-            s = self._scopes.setdefault(r.scope_key, _Scope())
-            s.ids.append(r.id)
-            s.created.append(r.created_at)
-            s.vectors.append(np.frombuffer(r.vector, dtype="<f4"))
-            s.matrix = None
+            self._scopes.setdefault(r.scope_key, _Scope()).add(
+                r.id, r.created_at, np.frombuffer(r.vector, dtype="<f4"))
             self._seen = r.id
 
     def _forget(self, ids: set[int]) -> None:
         for s in self._scopes.values():
-            keep = [i for i, row_id in enumerate(s.ids) if row_id not in ids]
-            if len(keep) != len(s.ids):
-                s.ids = [s.ids[i] for i in keep]
-                s.created = [s.created[i] for i in keep]
-                s.vectors = [s.vectors[i] for i in keep]
-                s.matrix = None
+            s.forget(ids)
 
     def lookup(self, key: str, vector: np.ndarray) -> CacheHit | None:
         with self._lock:
@@ -87,11 +102,10 @@ class AnswerCache:
             s = self._scopes.get(key)
             if s is None or not s.ids:
                 return None
-            if s.matrix is None:
-                s.matrix = np.vstack(s.vectors)
-            sims = s.matrix @ np.asarray(vector, dtype=np.float32)
-            candidates = [(s.ids[i], float(sims[i]), s.created[i]) for i in np.argsort(-sims)
-                          if sims[i] >= self.threshold]
+            sims = s.vectors() @ np.asarray(vector, dtype=np.float32)
+            close = np.flatnonzero(sims >= self.threshold)  # few: sort only these
+            candidates = [(s.ids[i], float(sims[i]), s.created[i])
+                          for i in close[np.argsort(-sims[close])]]
         cutoff = time.time() - self.ttl
         gone: set[int] = set()
         hit = None

@@ -62,3 +62,14 @@ def test_source_vanished_while_answering_is_not_cached(registry: Registry) -> No
     cache = AnswerCache(registry)
     cache.store("s", "q?", _unit(1), {"answer": "A"}, ["a.md", "gone.md"])
     assert cache.lookup("s", _unit(1)) is None
+
+
+def test_mirror_grows_and_forgets_without_mixing_rows(registry: Registry) -> None:
+    """Past the mirror's first capacity and through evictions in the middle, every vector still
+    maps to its own answer."""
+    cache = AnswerCache(registry, threshold=0.99, max_entries=30)
+    for i in range(40):  # 16 -> 32 -> 64 rows of capacity; the first 10 evicted
+        cache.store("s", f"q{i}", _unit(100 + i), {"answer": i}, ["a.md"])
+        assert cache.lookup("s", _unit(100 + i)).answer == {"answer": i}
+    assert all(cache.lookup("s", _unit(100 + i)) is None for i in range(10))
+    assert [cache.lookup("s", _unit(100 + i)).answer["answer"] for i in range(10, 40)] == list(range(10, 40))
