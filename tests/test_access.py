@@ -79,3 +79,29 @@ def test_bad_files_are_clear_errors(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="cannot read access file"):
         Access.load(bad)
     assert Access.load(None).scope_for("slack", user="U", channel="C").folders == ()
+
+
+def test_user_rules_narrow_what_the_place_shows() -> None:
+    access = Access.from_dict({
+        "slack": {
+            "channels": {"CWORK": {"folders": ["Work"]}, "CHOME": {"folders": ["Home"]},
+                         "CTAGS": {"tags": ["project"]}},
+            "users": {"UTEAM": {"folders": ["Work/Team"], "tags": ["project/alpha"]},
+                      "UWIDE": {"folders": ["Work", "Home"]}},
+        },
+        "discord": {"users": {"7": {"folders": ["Shared"]}}},
+    })
+    team = access.scope_for("slack", user="UTEAM", channel="CWORK")
+    assert team.folders == ("Work/Team",) and team.tags == ("project/alpha",)
+    assert team.allows("Work/Team/plan.md", ["project/alpha"], False)
+    assert not team.allows("Work/budget.md", ["project/alpha"], False)
+    # A user allowed more than the channel shows still sees only the channel's part.
+    assert access.scope_for("slack", user="UWIDE", channel="CWORK").folders == ("Work",)
+    # Nested tags narrow to the deeper one; anywhere else the user's own folders apply.
+    assert access.scope_for("slack", user="UTEAM", channel="CTAGS").tags == ("project/alpha",)
+    assert access.scope_for("slack", user="UTEAM", channel="CELSE").folders == ("Work/Team",)
+    assert access.scope_for("discord", user="7", channel="1").folders == ("Shared",)
+    with pytest.raises(AccessDenied):  # nothing in common
+        access.scope_for("slack", user="UTEAM", channel="CHOME")
+    # People without a rule get the place's scope.
+    assert access.scope_for("slack", user="UOTHER", channel="CHOME").folders == ("Home",)
