@@ -25,7 +25,6 @@ Example (docs/configuration.md describes every key):
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -127,36 +126,17 @@ class Access:
             raise AccessDenied("vaultbot does not answer here.")
         if rule.users and user not in rule.users:
             raise AccessDenied("You are not allowed to ask vaultbot questions here.")
-        folders, tags = rule.folders, rule.tags
+        scope = Scope(folders=rule.folders, tags=rule.tags, exclude_folders=self.private_folders,
+                      exclude_tags=self.private_tags, include_private=False)
         if user_rule is not None:
-            folders = _narrow(folders, user_rule.folders, _folder_under)
-            tags = _narrow(tags, user_rule.tags, _tag_under)
-            if folders is None or tags is None:
+            narrowed = scope.narrowed(user_rule.folders, user_rule.tags)
+            if narrowed is None:
                 raise AccessDenied("None of the notes you may see are shown here.")
-        return Scope(folders=folders, tags=tags, exclude_folders=self.private_folders,
-                     exclude_tags=self.private_tags, include_private=False)
+            scope = narrowed
+        return scope
 
+    def base_scope(self) -> Scope:
+        """What anything outside the bots (the HTTP API) may see at most: no private notes."""
+        return Scope(exclude_folders=self.private_folders, exclude_tags=self.private_tags,
+                     include_private=False)
 
-def _folder_under(a: str, b: str) -> bool:
-    a, b = a.strip("/"), b.strip("/")
-    return b == "" or a == b or a.startswith(b + "/")
-
-
-def _tag_under(a: str, b: str) -> bool:
-    a, b = a.lower().lstrip("#"), b.lower().lstrip("#")
-    return a == b or a.startswith(b + "/")
-
-
-def _narrow(place: tuple[str, ...], person: tuple[str, ...],
-            under: Callable[[str, str], bool]) -> tuple[str, ...] | None:
-    """What both lists allow (empty = everything), or None when that is nothing. Folders and
-    nested tags intersect where one lies under the other; two unrelated tags would need a note
-    to carry both, which a Scope cannot say, so that pair is left out (stricter, never wider)."""
-    if not person:
-        return place
-    if not place:
-        return person
-    both = [p for p in person if any(under(p, q) for q in place)]
-    both += [q for q in place if any(under(q, p) for p in person)]
-    out = tuple(dict.fromkeys(both))
-    return out or None

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 
@@ -139,6 +140,15 @@ class Scope:
             )
         )
 
+    def narrowed(self, folders: tuple[str, ...] = (), tags: tuple[str, ...] = ()) -> Scope | None:
+        """This scope limited further to `folders` and `tags` (empty: no further limit), or
+        None when nothing is left. Never wider than self, whatever is asked."""
+        f = _intersect(self.folders, tuple(folders), _folder_within)
+        t = _intersect(self.tags, tuple(tags), _tag_within)
+        if f is None or t is None:
+            return None
+        return replace(self, folders=f, tags=t)
+
     def allows(self, path: str, tags: list[str] | tuple[str, ...], private: bool) -> bool:
         if private and not self.include_private:
             return False
@@ -157,6 +167,29 @@ class Scope:
 def _under(folder: str, prefix: str) -> bool:
     prefix = prefix.strip("/")
     return prefix == "" or folder == prefix or folder.startswith(prefix + "/")
+
+
+def _folder_within(a: str, b: str) -> bool:
+    return _under(a.strip("/"), b)
+
+
+def _tag_within(a: str, b: str) -> bool:
+    return _tag_matches(a, b)
+
+
+def _intersect(
+    mine: tuple[str, ...], more: tuple[str, ...], within: Callable[[str, str], bool],
+) -> tuple[str, ...] | None:
+    """What both lists allow (empty = everything), or None when that is nothing. Folders and
+    nested tags intersect where one lies under the other; two unrelated tags would need a note
+    to carry both, which a Scope cannot say, so that pair is left out (stricter, never wider)."""
+    if not more:
+        return mine
+    if not mine:
+        return more
+    both = [m for m in more if any(within(m, x) for x in mine)]
+    both += [x for x in mine if any(within(x, m) for m in more)]
+    return tuple(dict.fromkeys(both)) or None
 
 
 def _tag_matches(tag: str, wanted: str) -> bool:

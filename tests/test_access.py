@@ -105,3 +105,10 @@ def test_user_rules_narrow_what_the_place_shows() -> None:
         access.scope_for("slack", user="UTEAM", channel="CHOME")
     # People without a rule get the place's scope.
     assert access.scope_for("slack", user="UOTHER", channel="CHOME").folders == ("Home",)
+
+
+def test_the_api_base_scope_hides_private_folders_and_tags(access: Access) -> None:
+    base = access.base_scope()
+    assert not base.allows("HR/pay.md", [], False)
+    assert not base.allows("Notes/x.md", ["secret/deep"], False)
+    assert base.allows("Notes/x.md", ["public"], False) and not base.allows("Notes/x.md", [], True)

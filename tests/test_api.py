@@ -16,6 +16,7 @@ from helpers import Server, build
 from engine.answer import Asker
 from engine.answer_cache import AnswerCache
 from engine.llm.ollama import OllamaGenerator
+from engine.models import Scope
 from engine.querylog import QueryLog
 from engine.retrieve import Retriever
 from vaultbot.api import check_bind, create_app
@@ -42,9 +43,9 @@ def api(tmp_path: Path, usem3, fake_ollama):
     retriever = Retriever(index)
     asker = Asker(retriever, gen, cache=AnswerCache(index.registry), querylog=log, vault_name="vault")
 
-    def make(token: str = ""):
+    def make(token: str = "", base_scope: Scope | None = None):
         return create_app(asker=asker, retriever=retriever, index=index, querylog=log, token=token,
-                          llm_health=gen.health)
+                          llm_health=gen.health, base_scope=base_scope)
 
     return make
 
@@ -100,3 +101,27 @@ def test_serve_refuses_public_bind_without_token(tmp_path: Path) -> None:
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=60,
     )
     assert r.returncode == 2 and "VAULTBOT_API_TOKEN" in r.stderr
+
+
+def test_callers_narrow_the_base_scope_and_a_failed_stream_sends_an_error_event(
+    api, fake_ollama,
+) -> None:
+    base = Scope(folders=("Projects", "Meetings"))
+    with Server(api(base_scope=base)) as srv, httpx.Client(base_url=srv.url, timeout=30) as client:
+        found = client.get("/search", params={"q": "sourdough starter", "k": 8}).json()["results"]
+        assert found and all(r["path"].split("/")[0] in base.folders for r in found)
+        narrowed = client.get("/search", params={"q": "launch", "folder": "Projects"}).json()["results"]
+        assert narrowed and all(r["path"].startswith("Projects/") for r in narrowed)
+        wider = client.get("/search", params={"q": "sourdough", "folder": "Recipes"})
+        assert wider.status_code == 403
+
+        fake_ollama.error_after = 3  # Ollama fails after three tokens
+        body = {"question": "When is the launch?", "use_cache": False}
+        with client.stream("POST", "/ask", json=body) as r:
+            events = _sse(r.iter_lines())
+        names = [n for n, _ in events]
+        # The error is told, then `done` still closes the stream with the partial answer.
+        assert names[0] == "sources" and names[-2:] == ["error", "done"] and "token" in names
+        assert "Ollama failed" in events[-2][1]["message"]
+        partial = "".join(d["text"] for n, d in events if n == "token")
+        assert events[-1][1]["answer"] == partial.strip()

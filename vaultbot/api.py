@@ -8,6 +8,7 @@ import json
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import replace
 from typing import Any, Literal
 
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
@@ -122,12 +123,11 @@ def create_app(
         # Callers can narrow the base scope, never widen it.
         if not (folders or tags or where):
             return base
-        return Scope(
-            folders=tuple(folders) or base.folders, tags=tuple(tags) or base.tags,
-            notes=base.notes, exclude_folders=base.exclude_folders,
-            exclude_tags=base.exclude_tags, include_private=False,
-            frontmatter=tuple(sorted({**dict(base.frontmatter), **where}.items())),
-        )
+        scope = base.narrowed(tuple(folders), tuple(tags))
+        if scope is None:
+            raise HTTPException(403, "those folders or tags are outside what this API may show")
+        return replace(scope, include_private=False,
+                       frontmatter=tuple(sorted({**dict(base.frontmatter), **where}.items())))
 
     @app.post("/ask", dependencies=[Depends(auth)])
     async def ask(body: AskIn) -> Any:

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
+from bot.access import Access
 from engine.answer import Asker
 from engine.answer_cache import AnswerCache
 from engine.embedders import make_embedder
@@ -94,6 +95,11 @@ class App:
             num_thread=s.llm_num_thread, keep_alive=s.llm_keep_alive,
             first_token_timeout=s.llm_first_token_timeout, idle_timeout=s.llm_idle_timeout,
         )
+
+    @cached_property
+    def access(self) -> Access:
+        """Who may ask where (VAULTBOT_ACCESS_FILE); a bad file is a clear error at start-up."""
+        return Access.load(self.settings.access_file)
 
     @cached_property
     def querylog(self) -> QueryLog:

@@ -21,11 +21,10 @@ def _slack(app: Any, api: Any) -> Callable[[], None] | None:
     token = s.slack_bot_token.get_secret_value()
     if not token:
         return None
-    from bot.access import Access
     from bot.slack import SocketModeThread, build_slack_app, mount_http
 
     slack_app = build_slack_app(
-        app.asker, app.querylog, Access.load(s.access_file), bot_token=token,
+        app.asker, app.querylog, app.access, bot_token=token,
         signing_secret=s.slack_signing_secret.get_secret_value(), api_url=s.slack_api_url,
         on_answer=lambda answer, channel: api.state.metrics.observe(answer, channel),
     )
@@ -75,11 +74,10 @@ def _discord(app: Any, api: Any) -> Callable[[], None] | None:
     token = s.discord_bot_token.get_secret_value()
     if not token:
         return None
-    from bot.access import Access
     from bot.discord_bot import build_discord_client, run_discord
 
     client = build_discord_client(
-        app.asker, Access.load(s.access_file), guild_id=s.discord_guild or None,
+        app.asker, app.access, guild_id=s.discord_guild or None,
         api_url=s.discord_api_url, gateway_url=s.discord_gateway_url,
     )
     handle = _LoopThread("discord", lambda: run_discord(client, token)).start()
@@ -112,6 +110,7 @@ def serve(app: Any, *, host: str, port: int, watch: bool = True) -> int:
         api = create_app(
             asker=app.asker, retriever=app.retriever, index=app.index, querylog=app.querylog,
             token=token, llm_health=generator.health if generator is not None else None,
+            base_scope=app.access.base_scope(),
         )
         for start in (_slack, _discord):
             stop = start(app, api)
