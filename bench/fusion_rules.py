@@ -25,12 +25,12 @@ sys.path.insert(0, str(ROOT))
 
 from report import emit  # noqa: E402
 
-from engine import evaluate as ev  # noqa: E402
 from engine.embedders import make_embedder  # noqa: E402
 from engine.embedders.base import Embedder  # noqa: E402
 from engine.language import note_language, question_language  # noqa: E402
 from engine.models import Scope  # noqa: E402
 from engine.retrieve import NOTE_LANGUAGE_CHUNKS, rrf  # noqa: E402
+from vaultbot import evaluate as ev  # noqa: E402
 
 CORPUS = ROOT.parent / "shared" / "corpus"
 KORQUAD = CORPUS / "eval" / "korquad" / "KorQuAD_v1.0_dev.json"

@@ -11,8 +11,8 @@ import pytest
 from corpus import CORPUS
 from test_evaluate import write_beir, write_korquad
 
-from engine.evaluate import METRICS
 from vaultbot.cli import main
+from vaultbot.evaluate import METRICS
 
 KORQUAD = CORPUS / "eval" / "korquad" / "KorQuAD_v1.0_dev.json"
 

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from engine.embedders.hashing import HashingEmbedder
-from engine.evaluate import (
+from engine.models import Hit, Scope
+from vaultbot.evaluate import (
     METRICS,
     CachedEmbedder,
     doc_ranking,
@@ -27,7 +28,6 @@ from engine.evaluate import (
     sample_queries,
     subset_docs,
 )
-from engine.models import Hit, Scope
 
 L2 = math.log2
 

@@ -109,10 +109,10 @@ def _generator_status(app: Any, args: argparse.Namespace) -> tuple[Any, str | No
 
 def run(app: Any, args: argparse.Namespace) -> dict[str, Any]:
     """Everything `vaultbot eval` measures, as one JSON-able object."""
-    from engine import evaluate as ev
     from engine.embedders import make_embedder
     from engine.rerank import make_reranker
     from engine.retrieve import RetrievalConfig
+    from vaultbot import evaluate as ev
 
     s = app.settings
     datasets: list[ev.Dataset] = []
