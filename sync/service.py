@@ -21,6 +21,7 @@ class SyncService:
         *,
         debounce: float = 0.5,
         reconcile_minutes: float = 15.0,
+        watch: bool = True,
         on_stats: Callable[[SyncStats], None] | None = None,
     ) -> None:
         self.indexer = indexer
@@ -28,7 +29,7 @@ class SyncService:
         self._lock = threading.Lock()  # the watcher and the scheduler share one indexer
         self._watcher = VaultWatcher(
             indexer.vault, self._on_batch, filter=indexer.filter, debounce=debounce
-        )
+        ) if watch else None
         self._scheduler: BackgroundScheduler | None = None
         if reconcile_minutes > 0:
             self._scheduler = BackgroundScheduler(daemon=True)
@@ -61,7 +62,8 @@ class SyncService:
         self.sync(paths)
 
     def start(self) -> None:
-        self._watcher.start()
+        if self._watcher is not None:
+            self._watcher.start()
         if self._scheduler is not None:
             self._scheduler.start()
 
@@ -74,5 +76,6 @@ class SyncService:
         """Stop taking new work, then wait for a sync in progress to finish (no half index)."""
         if self._scheduler is not None and self._scheduler.running:
             self._scheduler.shutdown(wait=True)
-        self._watcher.stop()
+        if self._watcher is not None:
+            self._watcher.stop()
         self.wait_idle()

@@ -54,3 +54,26 @@ def test_watcher_keeps_the_index_live(tmp_path: Path, usem3) -> None:
         assert index.vectors.count() == index.registry.counts()["chunks"]
     finally:
         service.stop()
+
+
+def test_scheduled_reconcile_alone_catches_changes(tmp_path: Path, usem3) -> None:
+    """Without file events (network shares), APScheduler's periodic reconcile keeps the index
+    in step: a new note and a deletion are picked up with no watcher running."""
+    vault = copy_vault("example", tmp_path)
+    index, indexer = build(vault, tmp_path / "data", usem3)
+    indexer.sync()
+    runs: list[int] = []
+    service = SyncService(indexer, reconcile_minutes=0.01, watch=False,  # every 0.6 s
+                          on_stats=lambda s: runs.append(s.changed_paths_count))
+    retriever = Retriever(index)
+    service.start()
+    try:
+        (vault / "Recipes" / "Focaccia.md").write_text("# Focaccia\n\nDimple the dough with olive oil generously.\n")
+        _until(lambda: "Recipes/Focaccia.md" in _paths(retriever, "dimple olive oil"))
+        (vault / "Recipes" / "Focaccia.md").unlink()
+        _until(lambda: "Recipes/Focaccia.md" not in _paths(retriever, "dimple olive oil"))
+        service.wait_idle()
+        assert sum(runs) >= 2 and len(runs) >= 2  # two scheduled passes did the work
+        assert index.vectors.count() == index.registry.counts()["chunks"]
+    finally:
+        service.stop()

@@ -154,10 +154,13 @@ def cmd_watch(app: Any, args: argparse.Namespace) -> int:
         signal.signal(sig, lambda *_: stop.set())
     with app.lock():
         service = SyncService(app.indexer, debounce=app.settings.debounce_seconds,
-                              reconcile_minutes=app.settings.reconcile_minutes)
+                              reconcile_minutes=app.settings.reconcile_minutes,
+                              watch=app.settings.watch_events)
         stats = service.sync()
+        how = ("watching" if app.settings.watch_events
+               else f"reconciling every {app.settings.reconcile_minutes:g} min")
         print(f"indexed: {stats.notes_added} added, {stats.notes_updated} updated, "
-              f"{stats.notes_deleted} deleted; watching {app.vault} (Ctrl-C to stop)", flush=True)
+              f"{stats.notes_deleted} deleted; {how} {app.vault} (Ctrl-C to stop)", flush=True)
         service.start()
         try:
             while not stop.wait(0.5):

@@ -101,7 +101,8 @@ def serve(app: Any, *, host: str, port: int, watch: bool = True) -> int:
     try:
         if watch:
             service = SyncService(app.indexer, debounce=app.settings.debounce_seconds,
-                                  reconcile_minutes=app.settings.reconcile_minutes)
+                                  reconcile_minutes=app.settings.reconcile_minutes,
+                                  watch=app.settings.watch_events)
             service.start()
             # The first sync runs beside the server so the API answers from the old index
             # while a large vault catches up.

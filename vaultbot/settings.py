@@ -41,6 +41,9 @@ class Settings(BaseSettings):
     reconcile_minutes: float = Field(
         15.0, ge=0.0, description="Full reconcile period in `watch`/`serve`; 0 turns it off."
     )
+    watch_events: bool = Field(
+        True, description="Follow file events; false: reconcile only (network shares without events)."
+    )
 
     # --- generation (engine issue)
     llm: str = Field("ollama", description="`ollama` or `none` (extractive answers only).")
