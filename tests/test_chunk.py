@@ -127,6 +127,46 @@ def test_fences_and_callouts_never_split(fixture: str, request: pytest.FixtureRe
     assert checked > 300
 
 
+@pytest.mark.parametrize("fixture", ["en_notes", "ko_notes"])
+def test_tables_never_split(fixture: str, request: pytest.FixtureRequest) -> None:
+    """Every Markdown table (a run of `|` lines outside code) lies inside one chunk unless it is
+    itself longer than max_tokens."""
+    notes = request.getfixturevalue(fixture)
+    checked = 0
+    for note in notes:
+        spans = [c.span for c in chunk_note(note)]
+        lines = note.body.split("\n")
+        regions = fence_regions(lines)
+        offs = [0]
+        for line in lines:
+            offs.append(offs[-1] + len(line) + 1)
+        i = 0
+        while i < len(lines):
+            if regions[i] or not lines[i].lstrip().startswith("|"):
+                i += 1
+                continue
+            j = i
+            while j + 1 < len(lines) and not regions[j + 1] and lines[j + 1].lstrip().startswith("|"):
+                j += 1
+            s, e = offs[i], offs[j] + len(lines[j].rstrip())
+            if j > i and count_tokens(note.body[s:e]) <= MAX_TOKENS:
+                assert any(cs <= s and e <= ce for cs, ce in spans), (note.path, note.body[s:e][:80])
+                checked += 1
+            i = j + 1
+    assert checked > 20
+
+
+def test_a_table_in_a_long_section_stays_whole() -> None:
+    rows = "\n".join(f"| item {i} | {i * 7} g | stored in jar number {i} |" for i in range(15))
+    prose = " ".join(f"Sentence {i} explains one more step of the long method in detail." for i in range(60))
+    body = f"# Pantry\n\n{prose}\n\n| item | weight | where |\n| --- | --- | --- |\n{rows}\n\n{prose}\n"
+    note = parse_markdown("Pantry.md", body)
+    chunks = chunk_note(note, max_tokens=400)
+    assert len(chunks) >= 3
+    holding = [c for c in chunks if "| item 0 |" in c.text]
+    assert len(holding) == 1 and "| item 14 |" in holding[0].text and "| --- |" in holding[0].text
+
+
 def test_korean_chunk_sizes(ko_notes: list[ParsedNote], en_notes: list[ParsedNote]) -> None:
     ko = [c.tokens for n in ko_notes for c in chunk_note(n)]
     en = [c.tokens for n in en_notes for c in chunk_note(n)]
