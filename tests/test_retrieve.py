@@ -151,3 +151,13 @@ def test_adaptive_fusion_judges_the_whole_note_language(tmp_path: Path) -> None:
     info = index.registry.note_info(["ko/캔버스.md"])["ko/캔버스.md"]
     assert r.language_of_note("ko/캔버스.md", info.version) == "en"
     assert ids(english, "hybrid")[0] == ids(english, "lexical")[0]
+
+
+def test_neighbours_setting_reaches_the_retriever(tmp_path: Path) -> None:
+    from vaultbot.app import App
+    from vaultbot.settings import Settings
+
+    app = App(Settings(vault=tmp_path, data_dir=tmp_path / "d", neighbours=2, _env_file=None))
+    assert app.retriever.config.neighbours == 2
+    with pytest.raises(ValueError):
+        Settings(neighbours=9, _env_file=None)

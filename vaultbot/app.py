@@ -18,7 +18,7 @@ from engine.llm.base import Generator
 from engine.prompt import Budget
 from engine.querylog import QueryLog
 from engine.rerank import make_reranker
-from engine.retrieve import Retriever
+from engine.retrieve import RetrievalConfig, Retriever
 from sync.indexer import Indexer
 from sync.lock import IndexLock
 from vaultbot.settings import Settings
@@ -81,7 +81,8 @@ class App:
     @cached_property
     def retriever(self) -> Retriever:
         reranker = make_reranker(self.settings.rerank, ollama_url=self.settings.ollama_url)
-        return Retriever(self.index, reranker=reranker)
+        return Retriever(self.index, RetrievalConfig(neighbours=self.settings.neighbours),
+                         reranker=reranker)
 
     @cached_property
     def generator(self) -> Generator | None:

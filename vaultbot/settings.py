@@ -62,6 +62,9 @@ class Settings(BaseSettings):
     rerank: str = Field(
         "", description="Optional rerank stage: empty (off) or ollama:<model>."
     )
+    neighbours: int = Field(
+        0, ge=0, le=3, description="Widen each excerpt with this many chunks on each side."
+    )
     cache_threshold: float = Field(
         0.93, ge=0.5, le=1.0, description="Cosine similarity for a semantic answer-cache hit."
     )
