@@ -36,3 +36,16 @@ def test_launchd_plist_runs_serve() -> None:
 def test_systemd_unit_runs_serve() -> None:
     unit = (DEPLOY / "vaultbot.service").read_text()
     assert "ExecStart=/opt/vaultbot/.venv/bin/vaultbot serve" in unit and "KillSignal=SIGTERM" in unit
+
+
+def test_discord_checklist_matches_the_bot() -> None:
+    import discord
+
+    from bot.discord_bot import INVITE_PERMISSIONS, invite_url
+
+    app = yaml.safe_load((DEPLOY / "discord-app.yaml").read_text())
+    assert app["permissions"]["integer"] == INVITE_PERMISSIONS.value
+    named = discord.Permissions(**dict.fromkeys(app["permissions"]["names"], True))
+    assert named.value == INVITE_PERMISSIONS.value
+    assert app["invite_url"].replace("<APPLICATION_ID>", "42") == invite_url(42)
+    assert set(app["scopes"]) == {"bot", "applications.commands"}
