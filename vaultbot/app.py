@@ -4,6 +4,7 @@ Nothing else reads Settings; the parts take plain arguments, so tests can build 
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -22,6 +23,8 @@ from engine.retrieve import RetrievalConfig, Retriever
 from sync.indexer import Indexer
 from sync.lock import IndexLock
 from vaultbot.settings import Settings
+
+log = logging.getLogger(__name__)
 
 
 class ConfigError(RuntimeError):
@@ -54,8 +57,13 @@ class App:
         if s.index == "binary":
             # Derived from the registry's embedding cache at start-up, then kept up with other
             # processes' syncs through the registry generation (engine/binary.py).
+            from engine import binary
             from engine.binary import BinaryVectorStore
             from engine.registry import Registry
+
+            if binary.faiss is None:
+                log.warning("VAULTBOT_INDEX=binary without faiss-cpu: using the numpy fallback "
+                            "(slower first stage); pip install 'vaultbot[binary]'")
 
             registry = Registry(s.registry_url)
             vectors = BinaryVectorStore.from_registry(
