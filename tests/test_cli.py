@@ -108,3 +108,47 @@ def test_binary_index_mode(cli, monkeypatch: pytest.MonkeyPatch) -> None:
     assert json.loads(out)[0]["path"] == "Recipes/Sourdough bread.md"
     code, out, _ = cli("search", "launch", "--folder", "Meetings", "--mode", "dense", "--json")
     assert {h["path"] for h in json.loads(out)} == {"Meetings/2026-11-02 Weekly sync.md"}
+
+
+def test_watch_follows_edits_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
+    """`vaultbot watch` as a real process: indexes, picks up a new note, and on SIGTERM
+    finishes, releases the lock and exits 0."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from corpus import ROOT
+
+    vault = copy_vault("example", tmp_path)
+    data = tmp_path / "data"
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("VAULTBOT_DATABASE_URL", "VAULTBOT_CHROMA_URL", "VAULTBOT_EMBEDDER")}
+    env.update(PYTHONPATH=str(ROOT), VAULTBOT_LLM="none", VAULTBOT_DEBOUNCE_SECONDS="0.2")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "vaultbot.cli", "watch", "--vault", str(vault), "--data-dir", str(data)],
+        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        line = proc.stdout.readline()  # type: ignore[union-attr]
+        assert "watching" in line, line + proc.stderr.read()  # type: ignore[union-attr]
+        (vault / "Focaccia.md").write_text("# Focaccia\n\nDimple the dough with olive oil.\n")
+        deadline = time.monotonic() + 30
+        while True:
+            found = subprocess.run(
+                [sys.executable, "-m", "vaultbot.cli", "search", "dimple olive oil", "--json",
+                 "--mode", "lexical", "--vault", str(vault), "--data-dir", str(data)],
+                cwd=tmp_path, env=env, capture_output=True, text=True)
+            if "Focaccia.md" in found.stdout:
+                break
+            assert time.monotonic() < deadline, found.stdout + found.stderr
+            time.sleep(0.3)
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=30)
+        assert proc.returncode == 0, err
+        assert "stopped" in out
+        with IndexLock(data):  # released: another indexer may run now
+            pass
+    finally:
+        if proc.poll() is None:
+            proc.kill()

@@ -156,13 +156,15 @@ def cmd_watch(app: Any, args: argparse.Namespace) -> int:
         service = SyncService(app.indexer, debounce=app.settings.debounce_seconds,
                               reconcile_minutes=app.settings.reconcile_minutes,
                               watch=app.settings.watch_events)
-        stats = service.sync()
-        how = ("watching" if app.settings.watch_events
-               else f"reconciling every {app.settings.reconcile_minutes:g} min")
-        print(f"indexed: {stats.notes_added} added, {stats.notes_updated} updated, "
-              f"{stats.notes_deleted} deleted; {how} {app.vault} (Ctrl-C to stop)", flush=True)
+        # Watch first, then sync: an edit made during the first sync, or just after it, is
+        # seen by the watcher (its batch waits for the sync in progress) instead of missed.
         service.start()
         try:
+            stats = service.sync()
+            how = ("watching" if app.settings.watch_events
+                   else f"reconciling every {app.settings.reconcile_minutes:g} min")
+            print(f"indexed: {stats.notes_added} added, {stats.notes_updated} updated, "
+                  f"{stats.notes_deleted} deleted; {how} {app.vault} (Ctrl-C to stop)", flush=True)
             while not stop.wait(0.5):
                 pass
         finally:
