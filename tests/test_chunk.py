@@ -90,6 +90,15 @@ def test_kepano_vault_chunk_invariants() -> None:
     assert chunked > 50
 
 
+def _layout(note: ParsedNote) -> tuple[list[tuple[int, int]], list[str], list[int], list[int]]:
+    """Chunk spans, body lines, their fence regions, and each line's start offset."""
+    lines = note.body.split("\n")
+    offs = [0]
+    for line in lines:
+        offs.append(offs[-1] + len(line) + 1)
+    return [c.span for c in chunk_note(note)], lines, fence_regions(lines), offs
+
+
 @pytest.mark.parametrize("fixture", ["en_notes", "ko_notes"])
 def test_fences_and_callouts_never_split(fixture: str, request: pytest.FixtureRequest) -> None:
     """Every top-level code fence and every callout/quote lies inside one chunk, unless it is
@@ -97,12 +106,7 @@ def test_fences_and_callouts_never_split(fixture: str, request: pytest.FixtureRe
     notes = request.getfixturevalue(fixture)
     checked = 0
     for note in notes:
-        spans = [c.span for c in chunk_note(note)]
-        lines = note.body.split("\n")
-        regions = fence_regions(lines)
-        offs = [0]
-        for line in lines:
-            offs.append(offs[-1] + len(line) + 1)
+        spans, lines, regions, offs = _layout(note)
         units: list[tuple[int, int]] = []
         i = 0
         while i < len(lines):
@@ -134,12 +138,7 @@ def test_tables_never_split(fixture: str, request: pytest.FixtureRequest) -> Non
     notes = request.getfixturevalue(fixture)
     checked = 0
     for note in notes:
-        spans = [c.span for c in chunk_note(note)]
-        lines = note.body.split("\n")
-        regions = fence_regions(lines)
-        offs = [0]
-        for line in lines:
-            offs.append(offs[-1] + len(line) + 1)
+        spans, lines, regions, offs = _layout(note)
         i = 0
         while i < len(lines):
             if regions[i] or not lines[i].lstrip().startswith("|"):
