@@ -21,7 +21,9 @@ Rules:
 def language_rule(lang: str) -> str:
     if lang == "ko":
         return "Answer in Korean (한국어로 답하세요), even when the excerpts are in English."
-    return "Answer in English, even when the excerpts are in another language."
+    # 'en' means "not Korean": a French or Japanese question must not be answered in English.
+    return ("Answer in the language the question is written in (English if unsure), even when "
+            "the excerpts are in another language.")
 
 
 @dataclass(frozen=True)
