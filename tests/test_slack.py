@@ -29,6 +29,7 @@ from bot.access import Access
 from bot.render_slack import FEEDBACK_DOWN, answer_text_of
 from bot.slack import SlackConfigError, SocketModeThread, build_slack_app, mount_http
 from engine.answer import Asker, AskOptions, Event, Token
+from engine.answer_cache import AnswerCache
 from engine.llm.ollama import OllamaGenerator
 from engine.querylog import QueryLog
 from engine.retrieve import Retriever
@@ -507,6 +508,32 @@ def test_access_rules(index, fake_slack, fake_ollama) -> None:
         prompt = fake_ollama.last("/api/chat").json["messages"][-1]["content"]
         excerpts = re.findall(r"^\[\d+\] (.+)$", prompt, re.M)
         assert excerpts and all(e.startswith("2026-11-02 Weekly sync › ") for e in excerpts)
+
+
+def test_folder_scoped_channel_never_gets_outside_citations_cached_or_not(
+    index, fake_slack, fake_ollama,
+) -> None:
+    """The same question, first in an open channel (its answer cached with citations from any
+    folder), then twice in a channel limited to Meetings/: the scoped channel's answers cite
+    Meetings/ only, and its second answer comes from the cache, its own entry."""
+    access = Access.from_dict({"slack": {"channels": {"CMEET": {"folders": ["Meetings"]}}}})
+    fake_ollama.responder = lambda *a: "It is in the notes [1][2][3]."
+    log = QueryLog(index.registry)
+    asker = Asker(Retriever(index), OllamaGenerator(fake_ollama.url), cache=AnswerCache(index.registry),
+                  querylog=log, vault_name="vault")
+    question = "When is the vaultbot launch?"
+    with Bot(index, fake_slack, fake_ollama, access=access, asker=asker) as b:
+        ts = b.mention(question, channel="C1")
+        b.settle(1)
+        [open_answer] = b.answers("C1", ts)
+        assert any("file=Meetings%2F" not in line for line in source_lines(open_answer))
+        for events, chats in ((2, 2), (3, 2)):  # the second scoped ask is a cache hit
+            ts = b.mention(question, channel="CMEET")
+            b.settle(events)
+            [answer] = b.answers("CMEET", ts)
+            lines = source_lines(answer)
+            assert lines and all("file=Meetings%2F" in line for line in lines), lines
+            assert len(fake_ollama.requests_to("/api/chat")) == chats
 
 
 def test_direct_message_and_empty_mention(index, fake_slack, fake_ollama) -> None:
