@@ -345,6 +345,35 @@ async def test_access_denied(fake, index, fake_ollama) -> None:
     assert fake.errors() == []
 
 
+async def test_folder_scoped_channel_and_narrowing_user(fake, index, fake_ollama) -> None:
+    """A channel limited to Meetings/ cites Meetings/ only; a user whose own rule allows only
+    Projects/ finds nothing in common with it and is refused."""
+    narrow = fake.make_user("narrow")
+    access = Access.from_dict({"discord": {
+        "channels": {fake.channel_id: {"folders": ["Meetings"]}},
+        "users": {narrow["id"]: {"folders": ["Projects"]}},
+    }})
+    fake_ollama.responder = lambda *a: "It is in the notes [1][2]."
+    async with running(fake, make_asker(index, fake_ollama), access):
+        start = len(fake.calls)
+        await fake.ask(Q1)
+        await until(lambda: any(c.method == "PATCH" and has_embeds(c) for c in fake.calls[start:]))
+        final = [c for c in fake.calls[start:] if c.method == "PATCH" and has_embeds(c)][-1]
+        sources = next(e for e in final.json["embeds"] if e.get("title") == SOURCES_TITLE)
+        links = [f["value"] for f in sources["fields"]]
+        assert links and all("file=Meetings%2F" in v for v in links), links
+        prompt = chats(fake_ollama)[-1]["messages"][-1]["content"]
+        assert "Weekly sync" in prompt and "Vaultbot launch ›" not in prompt
+
+        start = len(fake.calls)
+        await fake.ask(Q1, user=narrow)
+        refused = await fake.wait_call("POST", CALLBACK, after=start)
+        assert refused.json["data"]["flags"] == EPHEMERAL
+        assert refused.json["data"]["content"] == "None of the notes you may see are shown here."
+    assert len(chats(fake_ollama)) == 1
+    assert fake.errors() == []
+
+
 async def test_ollama_failures_are_reported(fake, index, fake_ollama) -> None:
     async with running(fake, make_asker(index, fake_ollama)):
         # Down before the first token: the notes are quoted instead, and the reason shown.
