@@ -352,9 +352,10 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _stream_line(self, obj: Any) -> None:
         data = json.dumps(obj).encode() + b"\n"
+        # Recorded before writing: a client that already holds the line must find it recorded.
+        self.record.sent.append((time.monotonic(), obj))
         self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
         self.wfile.flush()
-        self.record.sent.append((time.monotonic(), obj))
 
     def _end_stream(self) -> None:
         self.wfile.write(b"0\r\n\r\n")
