@@ -275,7 +275,9 @@ def test_max_delay_flushes_a_continuous_stream(vault: Path, start_watcher) -> No
 def test_flush_now_skips_the_debounce(vault: Path, start_watcher) -> None:
     w, col = start_watcher(debounce=5.0, max_delay=10.0)
     assert w.flush_now(timeout=1)  # nothing pending: returns at once
-    write(vault, "Notes/urgent.md")
+    # Saved atomically (as editors do: a hidden temp file renamed into place), so one event
+    # arrives; a plain write's create/modify/close events could trail in after the flush.
+    os.replace(write(vault, ".urgent.md.tmp"), vault / "Notes" / "urgent.md")
     assert wait_until(lambda: w.pending_count == 1)
     start = time.monotonic()
     assert w.flush_now(timeout=5)
