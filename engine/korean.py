@@ -12,7 +12,10 @@ bench/results/lexical.md):
   bigram with the same letters stay separate terms.
 
 Latin text is lowercased and split into alphanumeric words with no stemming in every variant, so
-English behaves the same whichever tokenizer is chosen. The index defaults to ``kiwi+bigram``,
+English behaves the same whichever tokenizer is chosen. Those words come from a regular
+expression, never from Kiwi: Kiwi 0.24 splits some Latin words it should keep whole (a third of
+the English help vault's paragraphs had one, e.g. "Obsidian." -> "Obs" + "idian."), and text
+without Hangul or CJK skips Kiwi altogether (it was most of the cost of indexing English notes). The index defaults to ``kiwi+bigram``,
 which ranked best (engine.lexical.DEFAULT_TOKENIZER says by how much).
 """
 
@@ -74,19 +77,32 @@ def _latin(word: str, out: list[str]) -> None:
 
 
 def _morphemes(tokens: Iterable[Any]) -> list[str]:
+    """Kiwi's content morphemes, except Latin words and numbers (`_latin_words` has those)."""
     out: list[str] = []
     for tok in tokens:
         tag: str = tok.tag
-        if tag.startswith(("SL", "SN", _WEB_PREFIX)):
-            _latin(tok.form, out)  # "Node.js" -> node, js; "#work/alpha" -> work, alpha
-        elif tag.startswith(_KEEP_PREFIXES):
+        if tag.startswith(_WEB_PREFIX):  # "#회의록/2026": its Korean words (Latin ones come below)
+            out.extend(w for w in _WORD_RE.findall(tok.form.lower()) if _CJK_RE.search(w))
+        elif tag.startswith(_KEEP_PREFIXES) and not tag.startswith(("SL", "SN")):
             out.append(tok.form.lower())
+    return out
+
+
+def _latin_words(text: str) -> list[str]:
+    """Lowercased Latin/number words of the runs outside Hangul and CJK ("Node.js" -> node, js;
+    "#work/alpha" -> work, alpha; "3일" -> 3)."""
+    out: list[str] = []
+    for run in _RUN_RE.findall(text):
+        if not _CJK_RE.match(run):
+            _latin(run, out)
     return out
 
 
 def kiwi_tokens(text: str) -> list[str]:
     """Content morphemes of `text` (see module docstring)."""
-    return _morphemes(get_kiwi().tokenize(text))
+    if not _CJK_RE.search(text):
+        return _latin_words(text)
+    return _morphemes(get_kiwi().tokenize(text)) + _latin_words(text)
 
 
 def bigram_tokens(text: str) -> list[str]:
@@ -129,7 +145,11 @@ def tokenize_many(texts: Sequence[str], tokenizer: str = "kiwi") -> list[list[st
         raise ValueError(f"unknown tokenizer {tokenizer!r}; expected one of {TOKENIZERS}")
     if not texts:
         return []
-    morphs = [_morphemes(toks) for toks in get_kiwi().tokenize(list(texts))]
+    asian = [i for i, t in enumerate(texts) if _CJK_RE.search(t)]
+    morphs = [_latin_words(t) for t in texts]
+    if asian:
+        for i, toks in zip(asian, get_kiwi().tokenize([texts[i] for i in asian]), strict=True):
+            morphs[i] = _morphemes(toks) + morphs[i]
     if tokenizer == "kiwi":
         return morphs
     return [_combine(m, t) for m, t in zip(morphs, texts, strict=True)]

@@ -47,7 +47,7 @@ log = logging.getLogger(__name__)
 # ~2.4x postings, so ~2x search time and load time, all still well inside budget at 100k chunks.
 # See bench/results/lexical.md.
 DEFAULT_TOKENIZER = "kiwi+bigram"
-SCHEMA_VERSION = "1"
+SCHEMA_VERSION = "2"  # 2: Latin words no longer from Kiwi (engine/korean.py); re-tokenise
 K1 = 1.2
 B = 0.75
 # Merge the delta into the base once it holds this share of the base's postings (or of dead
