@@ -45,6 +45,7 @@ STOPWORDS_EN = frozenset(
 _CJK = "\u3040-\u30ff\u3130-\u318f\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7a3\uf900-\ufaff"
 _RUN_RE = re.compile(rf"[{_CJK}]+|[^\W_{_CJK}]+")
 _CJK_RE = re.compile(rf"[{_CJK}]")
+_CJK_RUN_RE = re.compile(rf"[{_CJK}]+")
 _WORD_RE = re.compile(r"[^\W_]+")
 
 _kiwi: Any = None
@@ -91,10 +92,23 @@ def _morphemes(tokens: Iterable[Any]) -> list[str]:
 def _latin_words(text: str) -> list[str]:
     """Lowercased Latin/number words of the runs outside Hangul and CJK ("Node.js" -> node, js;
     "#work/alpha" -> work, alpha; "3일" -> 3)."""
+    if not _CJK_RE.search(text):  # the common case in one pass: the runs are just the words
+        return [w for w in _WORD_RE.findall(text.lower()) if w not in STOPWORDS_EN]
     out: list[str] = []
     for run in _RUN_RE.findall(text):
         if not _CJK_RE.match(run):
             _latin(run, out)
+    return out
+
+
+def _cjk_bigrams(text: str) -> list[str]:
+    """The Hangul/CJK part of `bigram_tokens`."""
+    out: list[str] = []
+    for run in _CJK_RUN_RE.findall(text):
+        if len(run) == 1:
+            out.append(run)
+        else:
+            out.extend(run[i : i + 2] for i in range(len(run) - 1))
     return out
 
 
@@ -121,8 +135,7 @@ def bigram_tokens(text: str) -> list[str]:
 
 
 def _combine(morphs: list[str], text: str) -> list[str]:
-    bigrams = [_BIGRAM_MARK + t for t in bigram_tokens(text) if _CJK_RE.match(t)]
-    return morphs + bigrams
+    return morphs + [_BIGRAM_MARK + t for t in _cjk_bigrams(text)]
 
 
 def tokenize(text: str, tokenizer: str = "kiwi") -> list[str]:
