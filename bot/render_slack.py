@@ -283,17 +283,10 @@ def answer_messages(
     if answer.query_id is not None:
         tail.append(feedback_block(answer.query_id))
 
+    # The tail comes after the text; many sources may still need pages of their own.
     pages: list[list[dict[str, Any]]] = [[]]
     used = 0
-    for block in sections:
-        size = block_chars(block)
-        if pages[-1] and (len(pages[-1]) + 1 > max_blocks or used + size > max_chars):
-            pages.append([])
-            used = 0
-        pages[-1].append(block)
-        used += size
-    # The tail stays together, after the text; many sources may still need pages of their own.
-    for block in tail:
+    for block in [*sections, *tail]:
         size = block_chars(block)
         if pages[-1] and (len(pages[-1]) + 1 > max_blocks or used + size > max_chars):
             pages.append([])
