@@ -16,7 +16,8 @@ import numpy as np
 
 from engine.index import Index
 from engine.language import note_language, question_language
-from engine.models import Hit, Scope
+from engine.models import ChunkRecord, Hit, Scope
+from engine.registry import NoteInfo
 
 Mode = Literal["dense", "lexical", "hybrid"]
 MODES: tuple[Mode, ...] = ("dense", "lexical", "hybrid")
@@ -172,11 +173,15 @@ class Retriever:
                 origin.setdefault(cid, set()).add("lexical")
             if mode == "lexical":
                 scores = dict(lexical)
+        # Every candidate's record and note, read once: the fusion rule needs the best keyword
+        # hit's note, and the hits below need the rest.
+        records = self.index.registry.chunks_by_id(list(origin))
+        notes = self.index.registry.note_info({r.note_path for r in records.values()})
         if mode == "hybrid":
             rrf_k = cfg.rrf_k
             same = None
             if cfg.adaptive and len(rankings) == 2 and rankings[1][0]:
-                same = self._same_language(query, rankings[1][0][0])
+                same = self._same_language(query, rankings[1][0][0], records, notes)
             if same:
                 rankings = [(rankings[0][0], cfg.trusted_dense_weight),
                             (rankings[1][0], cfg.trusted_lexical_weight)]
@@ -185,8 +190,6 @@ class Retriever:
                 rankings = [rankings[0], (rankings[1][0], cfg.foreign_lexical_weight)]
             scores = rrf(rankings, rrf_k)
         ranked = sorted(scores, key=lambda c: scores[c], reverse=True)
-        records = self.index.registry.chunks_by_id(ranked)
-        notes = self.index.registry.note_info({r.note_path for r in records.values()})
         want = k * self.rerank_pool if self.reranker is not None else k
         hits: list[Hit] = []
         per_note: dict[str, int] = {}
@@ -213,15 +216,13 @@ class Retriever:
             hits = self._expand(hits)
         return hits
 
-    def _same_language(self, query: str, top_keyword_chunk: str) -> bool | None:
+    def _same_language(self, query: str, top_keyword_chunk: str, records: dict[str, ChunkRecord],
+                       notes: dict[str, NoteInfo]) -> bool | None:
         """Is the note of the best keyword hit written in the question's language? None when
         the chunk is gone (deleted since the search)."""
-        registry = self.index.registry
-        top = registry.chunks_by_id([top_keyword_chunk]).get(top_keyword_chunk)
-        if top is None:
-            return None
-        info = registry.note_info([top.note_path]).get(top.note_path)
-        if info is None:
+        top = records.get(top_keyword_chunk)
+        info = notes.get(top.note_path) if top is not None else None
+        if top is None or info is None:
             return None
         return self.language_of_note(top.note_path, info.version) == question_language(query)
 
