@@ -27,9 +27,9 @@ from report import emit  # noqa: E402
 
 from engine.embedders import make_embedder  # noqa: E402
 from engine.embedders.base import Embedder  # noqa: E402
-from engine.language import note_language, question_language  # noqa: E402
+from engine.language import question_language  # noqa: E402
 from engine.models import Scope  # noqa: E402
-from engine.retrieve import NOTE_LANGUAGE_CHUNKS, rrf  # noqa: E402
+from engine.retrieve import language_of_chunks, rrf  # noqa: E402
 from vaultbot import evaluate as ev  # noqa: E402
 
 CORPUS = ROOT.parent / "shared" / "corpus"
@@ -60,7 +60,7 @@ def collect(datasets: list[ev.Dataset], embedder: Embedder, out: Lists) -> None:
         index, keywords = built.index, built.index.keywords
         by_note = index.registry.chunks_of_notes(list(index.registry.note_states()))
         for path, chunks in by_note.items():
-            lang = note_language("\n".join(c.text for c in chunks[:NOTE_LANGUAGE_CHUNKS]))
+            lang = language_of_chunks(chunks)
             for c in chunks:
                 out.note_lang[c.id] = lang
                 out.chunk_lang[c.id] = question_language(c.text)

@@ -76,6 +76,11 @@ class LRU:
             self._data.clear()
 
 
+def language_of_chunks(chunks: list[ChunkRecord]) -> str:
+    """A note's language, judged on its first chunks in order (long PDFs)."""
+    return note_language("\n".join(c.text for c in chunks[:NOTE_LANGUAGE_CHUNKS]))
+
+
 def normalize_query(q: str) -> str:
     return " ".join(q.lower().split())
 
@@ -233,9 +238,7 @@ class Retriever:
         key = (path, version)
         lang = self.note_languages.get(key)
         if lang is None:
-            chunks = self.index.registry.chunks_of_notes([path]).get(path, [])
-            text = "\n".join(c.text for c in chunks[:NOTE_LANGUAGE_CHUNKS])
-            lang = note_language(text)
+            lang = language_of_chunks(self.index.registry.chunks_of_notes([path]).get(path, []))
             self.note_languages.put(key, lang)
         return lang  # type: ignore[return-value]
 
