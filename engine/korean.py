@@ -101,14 +101,19 @@ def _latin_words(text: str) -> list[str]:
     return out
 
 
+def _run_bigrams(run: str, out: list[str]) -> None:
+    """Bigrams of one Hangul/CJK run (a 1-character run stays a unigram)."""
+    if len(run) == 1:
+        out.append(run)
+    else:
+        out.extend(run[i : i + 2] for i in range(len(run) - 1))
+
+
 def _cjk_bigrams(text: str) -> list[str]:
     """The Hangul/CJK part of `bigram_tokens`."""
     out: list[str] = []
     for run in _CJK_RUN_RE.findall(text):
-        if len(run) == 1:
-            out.append(run)
-        else:
-            out.extend(run[i : i + 2] for i in range(len(run) - 1))
+        _run_bigrams(run, out)
     return out
 
 
@@ -125,10 +130,7 @@ def bigram_tokens(text: str) -> list[str]:
     out: list[str] = []
     for run in _RUN_RE.findall(text):
         if _CJK_RE.match(run):
-            if len(run) == 1:
-                out.append(run)
-            else:
-                out.extend(run[i : i + 2] for i in range(len(run) - 1))
+            _run_bigrams(run, out)
         else:
             _latin(run, out)
     return out
