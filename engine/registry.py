@@ -258,11 +258,7 @@ class Registry:
         out: dict[str, ChunkRecord] = {}
         with self.engine.connect() as conn:
             for i in range(0, len(ids), 500):
-                q = (
-                    select(t.chunks, t.notes.c.path)
-                    .join(t.notes, t.notes.c.id == t.chunks.c.note_id)
-                    .where(t.chunks.c.id.in_(ids[i : i + 500]))
-                )
+                q = _chunks_with_paths().where(t.chunks.c.id.in_(ids[i : i + 500]))
                 for r in conn.execute(q):
                     out[r.id] = _chunk_record(r)
         return out
@@ -272,12 +268,8 @@ class Registry:
         out: dict[str, list[ChunkRecord]] = {p: [] for p in paths}
         with self.engine.connect() as conn:
             for i in range(0, len(paths), 500):
-                q = (
-                    select(t.chunks, t.notes.c.path)
-                    .join(t.notes, t.notes.c.id == t.chunks.c.note_id)
-                    .where(t.notes.c.path.in_(paths[i : i + 500]))
-                    .order_by(t.chunks.c.ordinal)
-                )
+                q = (_chunks_with_paths().where(t.notes.c.path.in_(paths[i : i + 500]))
+                     .order_by(t.chunks.c.ordinal))
                 for r in conn.execute(q):
                     out[r.path].append(_chunk_record(r))
         return out
@@ -285,8 +277,7 @@ class Registry:
     def iter_chunks(self, batch: int = 2000) -> Iterator[list[ChunkRecord]]:
         """Every chunk, in batches (for rebuilding derived indexes)."""
         with self.engine.connect() as conn:
-            q = select(t.chunks, t.notes.c.path).join(t.notes, t.notes.c.id == t.chunks.c.note_id)
-            result = conn.execution_options(yield_per=batch).execute(q)
+            result = conn.execution_options(yield_per=batch).execute(_chunks_with_paths())
             for part in result.partitions(batch):
                 yield [_chunk_record(r) for r in part]
 
@@ -422,6 +413,11 @@ def _chunk_row(note_id: int, c: ChunkRecord) -> dict[str, Any]:
     return dict(id=c.id, note_id=note_id, ordinal=c.ordinal, text=c.text, text_hash=c.text_hash,
                 heading=list(c.heading_path), page=c.page, span_start=c.span[0],
                 span_end=c.span[1], tokens=c.tokens)
+
+
+def _chunks_with_paths() -> Any:
+    """Chunk rows with their note's path: what `_chunk_record` reads."""
+    return select(t.chunks, t.notes.c.path).join(t.notes, t.notes.c.id == t.chunks.c.note_id)
 
 
 def _chunk_record(r: Any) -> ChunkRecord:
