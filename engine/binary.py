@@ -385,8 +385,7 @@ class BinaryVectorStore:
         vecs = registry.cached_vectors(self.model, {c.text_hash for c in chunks})
         have = [c for c in chunks if c.text_hash in vecs and c.note_path in notes]
         if have:
-            metas = [VectorMeta(c.note_path, notes[c.note_path].title, notes[c.note_path].tags,
-                                notes[c.note_path].private, c.ordinal, c.page) for c in have]
+            metas = [VectorMeta.of(c, notes[c.note_path]) for c in have]
             self.upsert([c.id for c in have], np.vstack([vecs[c.text_hash] for c in have]), metas)
         return len(have)
 

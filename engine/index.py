@@ -107,11 +107,7 @@ class Index:
     ) -> None:
         if not chunks:
             return
-        metas = [
-            VectorMeta(c.note_path, notes[c.note_path].title, notes[c.note_path].tags,
-                       notes[c.note_path].private, c.ordinal, c.page)
-            for c in chunks
-        ]
+        metas = [VectorMeta.of(c, notes[c.note_path]) for c in chunks]
         matrix = np.vstack([vectors[c.text_hash] for c in chunks])
         self.vectors.upsert([c.id for c in chunks], matrix, metas)
 

@@ -10,12 +10,15 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
 import numpy as np
 
-from engine.models import Scope, folder_ancestors
+from engine.models import ChunkRecord, Scope, folder_ancestors
+
+if TYPE_CHECKING:
+    from engine.registry import NoteInfo
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +35,10 @@ class VectorMeta:
     private: bool
     ordinal: int
     page: int | None = None
+
+    @classmethod
+    def of(cls, chunk: ChunkRecord, note: NoteInfo) -> VectorMeta:
+        return cls(chunk.note_path, note.title, note.tags, note.private, chunk.ordinal, chunk.page)
 
     def to_chroma(self) -> dict[str, Any]:
         meta: dict[str, Any] = {
