@@ -25,7 +25,7 @@ Example (docs/configuration.md describes every key):
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -126,8 +126,7 @@ class Access:
             raise AccessDenied("vaultbot does not answer here.")
         if rule.users and user not in rule.users:
             raise AccessDenied("You are not allowed to ask vaultbot questions here.")
-        scope = Scope(folders=rule.folders, tags=rule.tags, exclude_folders=self.private_folders,
-                      exclude_tags=self.private_tags, include_private=False)
+        scope = replace(self.base_scope(), folders=rule.folders, tags=rule.tags)
         if user_rule is not None:
             narrowed = scope.narrowed(user_rule.folders, user_rule.tags)
             if narrowed is None:
