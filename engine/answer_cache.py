@@ -102,7 +102,9 @@ class AnswerCache:
             s = self._scopes.get(key)
             if s is None or not s.ids:
                 return None
-            sims = s.vectors() @ np.asarray(vector, dtype=np.float32)
+            # vecdot, not `@`: a matrix-vector product this size wakes OpenBLAS's threads,
+            # whose spinning stalled 1 lookup in 20 by 3-8 ms on 2 cores (0.2 ms for 5,000 rows).
+            sims = np.vecdot(s.vectors(), np.asarray(vector, dtype=np.float32))
             close = np.flatnonzero(sims >= self.threshold)  # few: sort only these
             candidates = [(s.ids[i], float(sims[i]), s.created[i])
                           for i in close[np.argsort(-sims[close])]]
