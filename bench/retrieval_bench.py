@@ -153,7 +153,7 @@ def build(n: int, data: Path, corpus, embedder: TableEmbedder) -> tuple[Index, d
                              "md", {}, 1) for p in batch_notes}
         for r, i in zip(recs, rows, strict=True):
             info = infos[r.note_path]
-            metas.append(VectorMeta(r.note_path, info.title, info.tags, info.private, r.ordinal))
+            metas.append(VectorMeta(r.note_path, info.tags, info.private))
             vecs.append(vectors[i])
             lex.append(docs[i])
         index.vectors.upsert([r.id for r in recs], np.vstack(vecs), metas)

@@ -67,6 +67,19 @@ class SkipState:
     mtime_ns: int
 
 
+@dataclass(frozen=True)
+class NoteWrite:
+    """A note to write: what was parsed, the file's identity, its chunks, and the old path
+    when it moved."""
+
+    note: ParsedNote
+    content_hash: str
+    size: int
+    mtime_ns: int
+    chunks: list[ChunkRecord]
+    replaces: str | None = None
+
+
 def make_engine(url: str) -> Engine:
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
@@ -179,49 +192,26 @@ class Registry:
     ) -> list[str]:
         """Insert or replace a note and all its chunks in one transaction. `replaces` is the
         old path of a moved note. Returns the chunk ids that no longer exist."""
-        values = dict(
-            path=note.path,
-            kind=note.kind,
-            content_hash=content_hash,
-            size=size,
-            mtime_ns=mtime_ns,
-            title=note.title,
-            aliases=list(note.aliases),
-            tags=list(note.tags),
-            links=[_link_json(link) for link in note.links],
-            frontmatter=_jsonable(note.frontmatter),
-            embedded=list(note.embedded),
-            missing_embeds=list(note.missing_embeds),
-            warnings=list(note.warnings),
-            private=note.private,
-            embed_model=embed_model,
-            indexed_at=time.time(),
-        )
+        return self.write_notes(
+            [NoteWrite(note, content_hash, size, mtime_ns, chunks, replaces)], embed_model)
+
+    def write_notes(self, writes: list[NoteWrite], embed_model: str) -> list[str]:
+        """`write_note` for several notes in one transaction, with the outcome of writing them
+        in order (a sync writes a group at a time: one commit and a few statements per group
+        instead of six statements and a commit per note). Returns the vanished chunk ids."""
+        if not writes:
+            return []
+        new = {c.id for w in writes for c in w.chunks}
         with self.engine.begin() as conn:
-            old_path = replaces or note.path
-            row = conn.execute(
-                select(t.notes.c.id, t.notes.c.version).where(t.notes.c.path == old_path)
-            ).first()
-            if replaces and replaces != note.path:
-                # A stale row at the destination (e.g. overwritten by the move) goes first.
-                _delete_notes(conn, [note.path])
-            if row is None:
-                note_id = conn.execute(insert(t.notes).values(version=1, **values)).inserted_primary_key[0]
-                old_ids: set[str] = set()
+            if any(w.replaces for w in writes) or len({w.note.path for w in writes}) < len(writes):
+                # Moves (and a path written twice) depend on order: one note at a time.
+                removed: set[str] = set()
+                for w in writes:
+                    removed |= _write_note(conn, w, embed_model)
             else:
-                note_id = row.id
-                conn.execute(
-                    update(t.notes).where(t.notes.c.id == note_id).values(version=row.version + 1, **values)
-                )
-                old_ids = set(
-                    conn.execute(select(t.chunks.c.id).where(t.chunks.c.note_id == note_id)).scalars()
-                )
-            conn.execute(delete(t.chunks).where(t.chunks.c.note_id == note_id))
-            if chunks:
-                conn.execute(insert(t.chunks), [_chunk_row(note_id, c) for c in chunks])
-            conn.execute(delete(t.skipped).where(t.skipped.c.path == note.path))
+                removed = _write_notes_bulk(conn, writes, embed_model)
             _bump_generation(conn)
-        return sorted(old_ids - {c.id for c in chunks})
+        return sorted(removed - new)
 
     def delete_notes(self, paths: Iterable[str]) -> list[str]:
         """Delete notes and their chunks; returns the deleted chunk ids."""
@@ -382,6 +372,90 @@ def _json_list(raw: str | list[str] | None) -> tuple[str, ...]:
     if isinstance(raw, list):  # PostgreSQL's driver has already decoded json columns
         return tuple(raw)
     return () if raw in (None, "[]", "null") else tuple(json.loads(raw))
+
+
+def _note_values(w: NoteWrite, embed_model: str) -> dict[str, Any]:
+    note = w.note
+    return dict(
+        path=note.path,
+        kind=note.kind,
+        content_hash=w.content_hash,
+        size=w.size,
+        mtime_ns=w.mtime_ns,
+        title=note.title,
+        aliases=list(note.aliases),
+        tags=list(note.tags),
+        links=[_link_json(link) for link in note.links],
+        frontmatter=_jsonable(note.frontmatter),
+        embedded=list(note.embedded),
+        missing_embeds=list(note.missing_embeds),
+        warnings=list(note.warnings),
+        private=note.private,
+        embed_model=embed_model,
+        indexed_at=time.time(),
+    )
+
+
+def _write_note(conn: Connection, w: NoteWrite, embed_model: str) -> set[str]:
+    """One note's row and chunks; returns the chunk ids it had before."""
+    values = _note_values(w, embed_model)
+    old_path = w.replaces or w.note.path
+    row = conn.execute(
+        select(t.notes.c.id, t.notes.c.version).where(t.notes.c.path == old_path)
+    ).first()
+    old_ids: set[str] = set()
+    if w.replaces and w.replaces != w.note.path:
+        # A stale row at the destination (e.g. overwritten by the move) goes first.
+        old_ids.update(_delete_notes(conn, [w.note.path]))
+    if row is None:
+        note_id = conn.execute(insert(t.notes).values(version=1, **values)).inserted_primary_key[0]
+    else:
+        note_id = row.id
+        conn.execute(
+            update(t.notes).where(t.notes.c.id == note_id).values(version=row.version + 1, **values)
+        )
+        old_ids.update(conn.execute(select(t.chunks.c.id).where(t.chunks.c.note_id == note_id)).scalars())
+    conn.execute(delete(t.chunks).where(t.chunks.c.note_id == note_id))
+    if w.chunks:
+        conn.execute(insert(t.chunks), [_chunk_row(note_id, c) for c in w.chunks])
+    conn.execute(delete(t.skipped).where(t.skipped.c.path == w.note.path))
+    return old_ids
+
+
+def _write_notes_bulk(conn: Connection, writes: list[NoteWrite], embed_model: str) -> set[str]:
+    """Notes at distinct paths, none moved: each kind of statement once for all of them.
+    Returns the chunk ids the notes had before."""
+    paths = [w.note.path for w in writes]
+    existing: dict[str, Any] = {}
+    for part in _batches(paths):
+        q = select(t.notes.c.id, t.notes.c.path, t.notes.c.version).where(t.notes.c.path.in_(part))
+        existing.update({r.path: r for r in conn.execute(q)})
+    ids = {p: r.id for p, r in existing.items()}
+    fresh = [dict(version=1, **_note_values(w, embed_model)) for w in writes if w.note.path not in existing]
+    if fresh:
+        ids.update({r.path: r.id for r in conn.execute(
+            insert(t.notes).returning(t.notes.c.id, t.notes.c.path), fresh)})
+    old_ids: set[str] = set()
+    for w in writes:
+        row = existing.get(w.note.path)
+        if row is not None:
+            conn.execute(update(t.notes).where(t.notes.c.id == row.id)
+                         .values(version=row.version + 1, **_note_values(w, embed_model)))
+    for part in _batches([r.id for r in existing.values()]):
+        old_ids.update(conn.execute(select(t.chunks.c.id).where(t.chunks.c.note_id.in_(part))).scalars())
+        conn.execute(delete(t.chunks).where(t.chunks.c.note_id.in_(part)))
+    rows = [_chunk_row(ids[w.note.path], c) for w in writes for c in w.chunks]
+    if rows:
+        conn.execute(insert(t.chunks), rows)
+    for part in _batches(paths):
+        conn.execute(delete(t.skipped).where(t.skipped.c.path.in_(part)))
+    return old_ids
+
+
+def _batches(items: list[Any], size: int = 500) -> Iterator[list[Any]]:
+    """IN lists of a size every backend accepts."""
+    for i in range(0, len(items), size):
+        yield items[i : i + size]
 
 
 def _delete_notes(conn: Connection, paths: list[str]) -> list[str]:

@@ -182,15 +182,15 @@ def test_vector_store_adapter_in_a_real_index(example_vault: Path, tmp_path: Pat
     assert not index.in_step()
     report = index.repair()  # the repair path re-adds it from the embedding cache
     assert report.vectors_added == 1 and gone in store.all_ids()
-    store.upsert(["x"], q[None, :], [VectorMeta("Secret.md", "S", (), True, 0)])
+    store.upsert(["x"], q[None, :], [VectorMeta("Secret.md", (), True)])
     assert "x" not in [i for i, _ in store.query(q, 100, Scope())]
     assert "x" in [i for i, _ in store.query(q, 100, Scope(include_private=True))]
     store.drop()
     assert store.count() == 0
     # A second store on the same dir (another process, say) has its own float rows.
     other = BinaryVectorStore("m", 64, path=tmp_path / "bin")
-    other.upsert(["y"], -q[None, :], [VectorMeta("Y.md", "Y", (), False, 0)])
-    store.upsert(["z"], q[None, :], [VectorMeta("Z.md", "Z", (), False, 0)])
+    other.upsert(["y"], -q[None, :], [VectorMeta("Y.md", (), False)])
+    store.upsert(["z"], q[None, :], [VectorMeta("Z.md", (), False)])
     assert store.query(q, 1)[0] == ("z", pytest.approx(1.0, abs=1e-3))
     assert other.query(q, 1)[0] == ("y", pytest.approx(-1.0, abs=1e-3))
     assert not list((tmp_path / "bin").iterdir())  # nothing left behind
