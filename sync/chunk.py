@@ -6,7 +6,9 @@ Markdown
   2. Headings (outside code) open sections; a section's `heading_path` is its chain of
      enclosing headings (H1 > H2 > H3), cleaned of Markdown.
   3. A section over `max_tokens` is cut between blocks; a block over `max_tokens` is cut by
-     lines, then sentences, then token windows (last resort).
+     lines, then sentences, then token windows (last resort). A table too long for one chunk
+     is cut between rows, and each later part starts with the table's header and rule line
+     again (its span covers its own rows), so rows keep their column names.
   4. A piece under `min_tokens` joins an adjacent piece under the same parent (the smaller of
      the two candidates), as long as the pair fits; the merged chunk's path is their common
      parent and its text keeps the heading lines it spans.
@@ -32,6 +34,7 @@ paragraphs, so a few paragraphs is what one vector can still represent; 400 piec
 from __future__ import annotations
 
 import bisect
+import dataclasses
 import re
 import zlib
 from collections.abc import Callable, Sequence
@@ -93,6 +96,10 @@ class _Piece:
     head_tokens: int
     section: int
     glued: bool = False  # starts mid-word (a forced cut): never joined to the piece before
+    # A table continued from the previous piece: its header rows (span) are repeated in front,
+    # so that the rows keep their column names.
+    prefix: tuple[int, int] | None = None
+    prefix_tokens: int = 0
 
 
 # ---------------------------------------------------------------------------------------------
@@ -178,6 +185,10 @@ def chunk_text(
         path = _common_prefix([p.path for p in group])
         start = first.start if path == first.path else first.head_start
         tokens = tokens_between(start, last.end)
+        if first.prefix is not None:  # a table's rows, continued: its header first
+            drafts.append(_continued(body, first.prefix, start, last.end, path, tokens + first.prefix_tokens))
+            prev = last
+            continue
         if overlap_tokens and prev is not None and prev.section == first.section:
             first_atom = atoms[bisect.bisect_left(starts, start)]
             if first_atom.cut != _CUT_FORCED:
@@ -307,28 +318,86 @@ def _section_pieces(
     head_start = head.start if head is not None else content[0].start
     head_tokens = head.tokens if head is not None else 0
     own: list[_Atom] = []
+    # Over-long tables: (first atom, end atom, header span, table end, header tokens). Their rows
+    # are grouped on their own, within max_tokens less the header that continuations repeat.
+    tables: list[tuple[int, int, tuple[int, int], int, int]] = []
     for b in content:
         cut = _CUT_AFTER_LEAD_IN if b.lead_in else _CUT_BLOCK
         if b.tokens <= max_tokens:
             own.append(_Atom(b.start, b.end, b.tokens, cut))
-        else:
+            continue
+        table = _table_in(body, b.start, b.end)
+        header = counter.count(body[table[0] : table[1]]) if table else 0
+        if table is None or header > max_tokens // 2:
             sub = _split_block(body, b.start, b.end, max_tokens, counter, prose=False)
             sub[0].cut = cut
             own.extend(sub)
+            continue
+        sub = _keep_whole(_split_block(body, b.start, b.end, max_tokens - header, counter, prose=False),
+                          table[0], table[1])
+        sub[0].cut = cut
+        tables.append((len(own), len(own) + len(sub), (table[0], table[1]), table[2], header))
+        own.extend(sub)
     atoms.extend(own)
-    for k, group in enumerate(_split_atoms(body, own, max_tokens)):
-        pieces.append(
-            _Piece(
-                path=path,
-                start=group[0].start,
-                end=group[-1].end,
-                tokens=sum(a.tokens for a in group),
-                head_start=head_start if k == 0 else group[0].start,
-                head_tokens=head_tokens if k == 0 else 0,
-                section=section,
-                glued=group[0].cut == _CUT_FORCED,
+    runs: list[tuple[int, int, int, tuple[int, int] | None, int, int]] = []
+    pos = 0
+    for lo, hi, header_span, table_end, header in tables:
+        if pos < lo:
+            runs.append((pos, lo, max_tokens, None, 0, 0))
+        runs.append((lo, hi, max_tokens - header, header_span, table_end, header))
+        pos = hi
+    if pos < len(own):
+        runs.append((pos, len(own), max_tokens, None, 0, 0))
+    k = 0
+    for lo, hi, budget, header_span, table_end, header in runs:
+        for group in _split_atoms(body, own[lo:hi], budget):
+            start = group[0].start
+            continued = header_span is not None and header_span[1] <= start < table_end
+            pieces.append(
+                _Piece(
+                    path=path,
+                    start=start,
+                    end=group[-1].end,
+                    tokens=sum(a.tokens for a in group),
+                    head_start=head_start if k == 0 else start,
+                    head_tokens=head_tokens if k == 0 else 0,
+                    section=section,
+                    glued=group[0].cut == _CUT_FORCED,
+                    prefix=header_span if continued else None,
+                    prefix_tokens=header if continued else 0,
+                )
             )
-        )
+            k += 1
+
+
+_TABLE_RULE_RE = re.compile(r"^[ \t]*\|?[ \t]*:?-+:?[ \t]*(\|[ \t]*:?-+:?[ \t]*)+\|?[ \t]*$")
+
+
+def _table_in(text: str, start: int, end: int) -> tuple[int, int, int] | None:
+    """The first Markdown table in a block: (header start, end of its rule line, table end).
+    A table is a line with a `|`, then a rule line (`| --- | :-: |`), then rows with a `|`."""
+    lines = text[start:end].split("\n")
+    offs = [start]
+    for line in lines:
+        offs.append(offs[-1] + len(line) + 1)
+    for i in range(len(lines) - 1):
+        if "|" in lines[i] and _TABLE_RULE_RE.match(lines[i + 1]):
+            j = i + 2
+            while j < len(lines) and "|" in lines[j]:
+                j += 1
+            return offs[i], offs[i + 1] + len(lines[i + 1]), offs[j - 1] + len(lines[j - 1])
+    return None
+
+
+def _keep_whole(atoms: list[_Atom], start: int, end: int) -> list[_Atom]:
+    """Atoms with those inside [start, end) joined into one (a table's header and rule line
+    are never cut apart). Counts add up: the atoms are whole lines."""
+    inside = [a for a in atoms if start <= a.start and a.end <= end]
+    if len(inside) <= 1:
+        return atoms
+    first = atoms.index(inside[0])
+    joined = _Atom(inside[0].start, inside[-1].end, sum(a.tokens for a in inside), inside[0].cut)
+    return atoms[:first] + [joined] + atoms[first + len(inside):]
 
 
 def _paragraphs(text: str) -> list[tuple[int, int]]:
@@ -480,7 +549,7 @@ def _merge_small(
     if n == 0:
         return []
     join_next = [False] * n  # join_next[i]: piece i and i+1 are in the same group
-    size = [p.tokens + p.head_tokens for p in pieces]
+    size = [p.tokens + p.head_tokens + p.prefix_tokens for p in pieces]
     # Headings of empty sections between two pieces end up in a merged chunk too.
     gap = [0] + [tokens_between(pieces[k - 1].end, pieces[k].head_start) for k in range(1, n)]
 
@@ -573,6 +642,14 @@ def _draft(
     return ChunkDraft(
         ordinal=0, text=text[s:e], heading_path=path, page=page, span=(s, e), tokens=tokens
     )
+
+
+def _continued(
+    text: str, header: tuple[int, int], start: int, end: int, path: tuple[str, ...], tokens: int
+) -> ChunkDraft:
+    """A chunk of table rows with the table's header repeated in front; its span is the rows'."""
+    d = _draft(text, start, end, path, None, tokens)
+    return dataclasses.replace(d, text=text[header[0] : header[1]].strip() + "\n" + d.text)
 
 
 def _numbered(drafts: list[ChunkDraft]) -> list[ChunkDraft]:

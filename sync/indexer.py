@@ -30,7 +30,7 @@ log = logging.getLogger(__name__)
 
 # Bump when parsing or chunking changes what chunks a note yields: every note is then re-chunked
 # (the embedding cache still saves every embedding whose text did not change).
-PIPELINE_VERSION = 1
+PIPELINE_VERSION = 2  # 2: a long table's later chunks repeat its header
 RESCAN = "/"  # a watcher batch entry meaning "look at everything"
 
 Progress = Callable[[int, int], None]

@@ -51,13 +51,20 @@ def para(i: int, words: int = 60) -> str:
 # ---------------------------------------------------------------------------------------------
 
 
+_RULE = re.compile(r"^\|?( *:?-+:? *\|)+ *:?-*:? *\|?$")
+
+
 def check_invariants(note: ParsedNote, max_tokens: int = MAX_TOKENS) -> list:
     chunks = chunk_note(note, max_tokens=max_tokens)
     assert [c.ordinal for c in chunks] == list(range(len(chunks)))
     prev_end = 0
     for c in chunks:
         assert c.text.strip() and c.text == c.text.strip()
-        assert note.body[c.span[0] : c.span[1]] == c.text
+        own = note.body[c.span[0] : c.span[1]]
+        if c.text != own:  # a long table's later part: its header and rule line, then its rows
+            header, rows = c.text[: len(c.text) - len(own) - 1], own
+            assert c.text == header + "\n" + rows and header.count("\n") == 1, c.text[:200]
+            assert header in note.body and _RULE.match(header.split("\n")[1]), header
         assert c.span[0] >= prev_end  # in order, no overlap by default
         prev_end = c.span[1]
         assert c.tokens == count_tokens(c.text)  # exact, not an estimate
@@ -164,6 +171,26 @@ def test_a_table_in_a_long_section_stays_whole() -> None:
     assert len(chunks) >= 3
     holding = [c for c in chunks if "| item 0 |" in c.text]
     assert len(holding) == 1 and "| item 14 |" in holding[0].text and "| --- |" in holding[0].text
+
+
+def test_a_long_table_repeats_its_header() -> None:
+    """A table longer than a chunk is cut between rows; every later part starts with the header
+    and rule line again, within the size limit, and every row is in exactly one chunk."""
+    rows = [f"| item {i} | {i * 7} g | stored in jar number {i} on shelf {i % 5} |" for i in range(120)]
+    header = "| item | weight | where |\n| :--- | ---: | --- |"
+    body = "# Pantry\n\nWhat is where:\n\n" + header + "\n" + "\n".join(rows) + "\n\nThat is all.\n"
+    note = parse_markdown("Pantry.md", body)
+    chunks = check_invariants(note, max_tokens=200)
+    holding = [c for c in chunks if "| item 0 |" in c.text]
+    assert len(holding) == 1 and holding[0].text.count("| item | weight |") == 1
+    later = [c for c in chunks if c.ordinal > holding[0].ordinal]
+    assert len(later) >= 5
+    for c in later:
+        assert c.text.startswith(header + "\n| item "), c.text[:120]
+        assert c.tokens <= 200
+    found = [r for r in rows for c in chunks if r in note.body[c.span[0] : c.span[1]]]
+    assert found == rows  # each row once, in order
+    assert "That is all." in chunks[-1].text
 
 
 def test_korean_chunk_sizes(ko_notes: list[ParsedNote], en_notes: list[ParsedNote]) -> None:
