@@ -19,9 +19,11 @@ message from the bot's own user in `conversations.replies`.
 
 Duplicates: Slack retries an event it thinks was not acknowledged (same `event_id`,
 `X-Slack-Retry-Num` header), and an @mention in a followed thread arrives twice, as
-`app_mention` and as `message`. Both are answered once: by `event_id`, and by (channel, ts).
-The memory of both is in-process (bounded), so a retry that arrives after a restart could
-be answered again.
+`app_mention` and as `message`. Both are answered once: by `event_id`, and by (channel, ts),
+remembered in process (bounded). A retry this process has not seen (it arrives after a restart,
+or at another replica) is checked against the thread itself: if the bot already replied to the
+message (a bot message after it, before the next person's), it is not answered again. An answer
+cut off by a crash mid-stream therefore stays cut off rather than being posted twice.
 
 Logging: never tokens, never question, answer or note text above DEBUG."""
 
@@ -59,6 +61,7 @@ from engine.querylog import QueryLog
 
 if TYPE_CHECKING:
     from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
+    from slack_bolt.request.async_request import AsyncBoltRequest
     from slack_sdk.web.async_chat_stream import AsyncChatStream
 
 log = logging.getLogger(__name__)
@@ -160,6 +163,31 @@ def thread_turns(
 def _is_bot(message: dict[str, Any], bot_user_id: str | None, bot_id: str | None) -> bool:
     return bool((bot_user_id and message.get("user") == bot_user_id)
                 or (bot_id and message.get("bot_id") == bot_id))
+
+
+def replied_to(messages: list[dict[str, Any]], ts: str, bot_user_id: str | None,
+               bot_id: str | None) -> bool:
+    """Whether the bot posted in the thread after message `ts` and before the next message of
+    a person (its reply to that message)."""
+    for m in sorted(messages, key=lambda m: _ts(m.get("ts"))):
+        if _ts(m.get("ts")) <= _ts(ts):
+            continue
+        if _is_bot(m, bot_user_id, bot_id):
+            return True
+        if not m.get("bot_id") and m.get("subtype") in _HUMAN_SUBTYPES:
+            return False
+    return False
+
+
+def _retried(request: AsyncBoltRequest | None) -> bool:
+    """A redelivery: Slack (HTTP) and Socket Mode both set `X-Slack-Retry-Num`."""
+    if request is None:
+        return False
+    value = request.headers.get("x-slack-retry-num") or ["0"]
+    try:
+        return int(value[0] if isinstance(value, list) else value) > 0
+    except ValueError:
+        return False
 
 
 def _error_code(exc: BaseException) -> str:
@@ -385,10 +413,22 @@ class SlackBot:
         event_id = body.get("event_id")
         return not event_id or self._events.add(event_id)
 
+    async def _replied_before(self, client: AsyncWebClient, event: dict[str, Any],
+                              context: dict[str, Any], thread_ts: str) -> bool:
+        """Did the bot already reply to this message (a retry after a restart)? When the
+        thread cannot be read, no: answering twice beats never answering."""
+        try:
+            replies = await self._replies(client, event["channel"], thread_ts)
+        except _NET_ERRORS as exc:
+            log.warning("slack: reading thread %s for a retry failed: %s", thread_ts, _error_code(exc))
+            return False
+        return replied_to(replies, event["ts"], context.get("bot_user_id"), context.get("bot_id"))
+
     # ---- listeners (Bolt injects arguments by name)
 
     async def on_mention(self, body: dict[str, Any], event: dict[str, Any],
-                         context: dict[str, Any], client: AsyncWebClient) -> None:
+                         context: dict[str, Any], client: AsyncWebClient,
+                         request: AsyncBoltRequest | None = None) -> None:
         self._count()
         if not self._first_delivery(body):
             log.info("slack: duplicate delivery of %s skipped", body.get("event_id"))
@@ -400,11 +440,12 @@ class SlackBot:
             return
         self._spawn(self._answer(
             client, event=event, body=body, context=context,
-            thread_ts=event.get("thread_ts") or ts,
+            thread_ts=event.get("thread_ts") or ts, retried=_retried(request),
         ))
 
     async def on_message(self, body: dict[str, Any], event: dict[str, Any],
-                         context: dict[str, Any], client: AsyncWebClient) -> None:
+                         context: dict[str, Any], client: AsyncWebClient,
+                         request: AsyncBoltRequest | None = None) -> None:
         self._count()
         if not self._first_delivery(body):
             log.info("slack: duplicate delivery of %s skipped", body.get("event_id"))
@@ -423,12 +464,12 @@ class SlackBot:
         if is_dm:
             if self._messages.add((channel, ts)):
                 self._spawn(self._answer(client, event=event, body=body, context=context,
-                                         thread_ts=thread_ts or ts))
+                                         thread_ts=thread_ts or ts, retried=_retried(request)))
             return
         if not thread_ts or (channel, thread_ts) in self._not_ours:
             return  # channel chatter: only threads the bot answered in are followed
         self._spawn(self._follow_up(client, event=event, body=body, context=context,
-                                    thread_ts=thread_ts))
+                                    thread_ts=thread_ts, retried=_retried(request)))
 
     async def on_feedback(self, ack: Callable[[], Awaitable[Any]], body: dict[str, Any],
                           action: dict[str, Any], client: AsyncWebClient) -> None:
@@ -439,7 +480,8 @@ class SlackBot:
     # ---- work
 
     async def _follow_up(self, client: AsyncWebClient, *, event: dict[str, Any],
-                         body: dict[str, Any], context: dict[str, Any], thread_ts: str) -> None:
+                         body: dict[str, Any], context: dict[str, Any], thread_ts: str,
+                         retried: bool = False) -> None:
         channel = event["channel"]
         replies: list[dict[str, Any]] | None = None
         if (channel, thread_ts) not in self._threads:
@@ -456,7 +498,7 @@ class SlackBot:
         if not self._messages.add((channel, event["ts"])):
             return  # answered already (e.g. as a mention)
         await self._answer(client, event=event, body=body, context=context,
-                           thread_ts=thread_ts, replies=replies)
+                           thread_ts=thread_ts, replies=replies, retried=retried)
 
     async def _replies(self, client: AsyncWebClient, channel: str, thread_ts: str
                        ) -> list[dict[str, Any]]:
@@ -473,8 +515,11 @@ class SlackBot:
 
     async def _answer(self, client: AsyncWebClient, *, event: dict[str, Any], body: dict[str, Any],
                       context: dict[str, Any], thread_ts: str,
-                      replies: list[dict[str, Any]] | None = None) -> None:
+                      replies: list[dict[str, Any]] | None = None, retried: bool = False) -> None:
         channel, ts = event["channel"], event["ts"]
+        if retried and await self._replied_before(client, event, context, thread_ts):
+            log.info("slack: retried event for %s in %s was answered before; skipped", ts, channel)
+            return
         user = event.get("user")
         team = event.get("team") or body.get("team_id") or context.get("team_id")
         bot_user_id, bot_id = context.get("bot_user_id"), context.get("bot_id")

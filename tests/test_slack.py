@@ -323,6 +323,45 @@ def test_retried_event_is_answered_once(index, fake_slack, fake_ollama) -> None:
         assert len(fake_slack.calls_to("reactions.add")) == 1
 
 
+def test_retry_after_a_restart_is_not_answered_twice(index, fake_slack, fake_ollama) -> None:
+    """A retry the process has not seen (it restarted): the thread shows the bot's reply to the
+    message, so no second answer; a retry of a message nobody answered is answered."""
+    fake_ollama.responder = lambda *a: LAUNCH
+    with Bot(index, fake_slack, fake_ollama) as b:
+        root = b.mention("When is the vaultbot launch?", event_id="EvFIRST")
+        b.settle(1)
+        b.message("and who writes the announcement?", thread_ts=root)
+        b.settle(2)
+        assert len(b.answers("C1", root)) == 2
+    retry = {"X-Slack-Retry-Num": "1", "X-Slack-Retry-Reason": "http_timeout"}
+    mention = {"type": "app_mention", "user": "U1", "text": "<@UBOT> When is the vaultbot launch?",
+               "ts": root, "channel": "C1", "event_ts": root, "team": "T1"}
+    unanswered = fake_slack.add_message("C1", "<@UBOT> When is the beta?", user="U1")
+    with Bot(index, fake_slack, fake_ollama) as b:  # a new process: nothing in memory
+        assert b.event(mention, event_id="EvFIRST", headers=retry).status_code == 200
+        b.settle(1)
+        time.sleep(0.3)
+        assert len(b.answers("C1", root)) == 2
+        assert len(fake_ollama.requests_to("/api/chat")) == 2
+        late = dict(mention, text="<@UBOT> When is the beta?", ts=unanswered, event_ts=unanswered)
+        assert b.event(late, event_id="EvLOST", headers=retry).status_code == 200
+        b.settle(2)
+        assert len(b.answers("C1", unanswered)) == 1
+        assert len(fake_ollama.requests_to("/api/chat")) == 3
+
+
+def test_replied_to_reads_the_thread() -> None:
+    from bot.slack import replied_to
+
+    bot = {"user": "UBOT"}
+    thread = [{"ts": "1.0", "user": "U1", "text": "q1"}, {"ts": "2.0", **bot, "text": "a1"},
+              {"ts": "3.0", "user": "U2", "text": "q2"}, {"ts": "4.0", "bot_id": "BOTHER", "text": "x"}]
+    assert replied_to(thread, "1.0", "UBOT", None)
+    assert not replied_to(thread, "3.0", "UBOT", None)  # another bot is not this one
+    assert not replied_to(thread + [{"ts": "5.0", "user": "U1", "text": "q3"},
+                                    {"ts": "6.0", **bot, "text": "a3"}], "3.0", "UBOT", None)
+
+
 def test_feedback_click_is_stored(index, fake_slack, fake_ollama) -> None:
     fake_ollama.responder = lambda *a: LAUNCH
     with Bot(index, fake_slack, fake_ollama) as b:
