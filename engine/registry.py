@@ -57,6 +57,7 @@ class NoteInfo:
     kind: str
     frontmatter: dict[str, Any]
     version: int
+    content_hash: str = ""  # with version: what the note holds (a re-added note restarts at 1)
 
 
 @dataclass(frozen=True)
@@ -147,7 +148,8 @@ class Registry:
                 ).all()
                 for r in rows:
                     out[r.path] = NoteInfo(r.path, r.title, tuple(r.tags), tuple(r.aliases),
-                                           r.private, r.kind, dict(r.frontmatter), r.version)
+                                           r.private, r.kind, dict(r.frontmatter), r.version,
+                                           r.content_hash)
         return out
 
     def paths_where(self, frontmatter: dict[str, str]) -> list[str]:

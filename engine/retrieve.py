@@ -113,7 +113,7 @@ class Retriever:
         self.rerank_pool = rerank_pool  # the reranker sees k * rerank_pool candidates
         self.query_vectors = LRU(query_cache_size)  # layer 1: query embeddings
         self.results = LRU(result_cache_size)  # layer 2: retrieval results per index generation
-        self.note_languages = LRU(8192)  # (path, version) -> language, for adaptive fusion
+        self.note_languages = LRU(8192)  # (path, version, hash) -> language, for adaptive fusion
 
     def generation(self) -> str:
         """Changes whenever the index changes, so cached results never outlive their data."""
@@ -229,13 +229,14 @@ class Retriever:
         info = notes.get(top.note_path) if top is not None else None
         if top is None or info is None:
             return None
-        return self.language_of_note(top.note_path, info.version) == question_language(query)
+        return self.language_of_note(top.note_path, info.version, info.content_hash) == question_language(query)
 
-    def language_of_note(self, path: str, version: int) -> str:
+    def language_of_note(self, path: str, version: int, content_hash: str = "") -> str:
         """'ko' or 'en' for a whole note. A single chunk misleads: Korean notes hold chunks that
         are mostly English (code, UI names), and those made English questions trust keyword
-        hits in them (docs/benchmarks.md, "Fusion"). Cached per note version."""
-        key = (path, version)
+        hits in them (docs/benchmarks.md, "Fusion"). Cached per note version and content (a
+        note deleted and written again starts again at version 1)."""
+        key = (path, version, content_hash)
         lang = self.note_languages.get(key)
         if lang is None:
             lang = language_of_chunks(self.index.registry.chunks_of_notes([path]).get(path, []))

@@ -149,7 +149,19 @@ def test_adaptive_fusion_judges_the_whole_note_language(tmp_path: Path) -> None:
         "which makes the flow of an argument visible at a glance.\n\n" + EN_CODE)
     indexer.sync()
     info = index.registry.note_info(["ko/캔버스.md"])["ko/캔버스.md"]
-    assert r.language_of_note("ko/캔버스.md", info.version) == "en"
+    assert r.language_of_note("ko/캔버스.md", info.version, info.content_hash) == "en"
+    assert ids(english, "hybrid")[0] == ids(english, "lexical")[0]
+
+    # Deleted, then written again (in English): version 1 again, which was the Korean text's
+    # version when the language was first cached; the content tells them apart.
+    english_text = (vault / "ko" / "캔버스.md").read_text()
+    (vault / "ko" / "캔버스.md").unlink()
+    indexer.sync()
+    (vault / "ko" / "캔버스.md").write_text(english_text + "\nArrows can carry labels.\n")
+    indexer.sync()
+    again = index.registry.note_info(["ko/캔버스.md"])["ko/캔버스.md"]
+    assert again.version == 1
+    assert r.language_of_note("ko/캔버스.md", again.version, again.content_hash) == "en"
     assert ids(english, "hybrid")[0] == ids(english, "lexical")[0]
 
 
