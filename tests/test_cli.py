@@ -110,9 +110,11 @@ def test_binary_index_mode(cli, monkeypatch: pytest.MonkeyPatch) -> None:
     assert {h["path"] for h in json.loads(out)} == {"Meetings/2026-11-02 Weekly sync.md"}
 
 
-def test_watch_follows_edits_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
+@pytest.mark.parametrize("events", [True, False], ids=["watcher", "reconcile-only"])
+def test_watch_follows_edits_and_stops_cleanly_on_sigterm(tmp_path: Path, events: bool) -> None:
     """`vaultbot watch` as a real process: indexes, picks up a new note, and on SIGTERM
-    finishes, releases the lock and exits 0."""
+    finishes, releases the lock and exits 0. With VAULTBOT_WATCH_EVENTS=false (network shares)
+    no watcher runs and the periodic reconcile picks the note up."""
     import os
     import signal
     import subprocess
@@ -126,12 +128,15 @@ def test_watch_follows_edits_and_stops_cleanly_on_sigterm(tmp_path: Path) -> Non
     env = {k: v for k, v in os.environ.items()
            if k not in ("VAULTBOT_DATABASE_URL", "VAULTBOT_CHROMA_URL", "VAULTBOT_EMBEDDER")}
     env.update(PYTHONPATH=str(ROOT), VAULTBOT_LLM="none", VAULTBOT_DEBOUNCE_SECONDS="0.2")
+    if not events:
+        env.update(VAULTBOT_WATCH_EVENTS="false", VAULTBOT_RECONCILE_MINUTES="0.05")  # every 3 s
     proc = subprocess.Popen(
         [sys.executable, "-m", "vaultbot.cli", "watch", "--vault", str(vault), "--data-dir", str(data)],
         cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         line = proc.stdout.readline()  # type: ignore[union-attr]
-        assert "watching" in line, line + proc.stderr.read()  # type: ignore[union-attr]
+        expected = "watching" if events else "reconciling every 0.05 min"
+        assert expected in line, line + proc.stderr.read()  # type: ignore[union-attr]
         (vault / "Focaccia.md").write_text("# Focaccia\n\nDimple the dough with olive oil.\n")
         deadline = time.monotonic() + 30
         while True:
@@ -152,3 +157,19 @@ def test_watch_follows_edits_and_stops_cleanly_on_sigterm(tmp_path: Path) -> Non
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+def test_binary_index_without_faiss_warns_and_works(cli, monkeypatch: pytest.MonkeyPatch,
+                                                    caplog: pytest.LogCaptureFixture) -> None:
+    """faiss-cpu is optional: without it the binary index says so once and searches in numpy."""
+    from engine import binary
+
+    monkeypatch.setattr(binary, "faiss", None)
+    monkeypatch.setenv("VAULTBOT_INDEX", "binary")
+    with caplog.at_level("WARNING"):
+        code, out, err = cli("sync", "--json")
+    assert code == 0 and json.loads(out)["notes_added"] == 6
+    said = caplog.text + err
+    assert "without faiss-cpu" in said and "numpy fallback" in said
+    code, out, _ = cli("search", "sourdough starter", "-k", "2", "--mode", "dense", "--json")
+    assert code == 0 and json.loads(out)[0]["path"] == "Recipes/Sourdough bread.md"
