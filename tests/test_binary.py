@@ -246,3 +246,81 @@ def test_own_writes_are_not_diffed_again(example_vault: Path, tmp_path: Path) ->
     indexer.sync()
     assert index.vectors.catch_up() == 0  # type: ignore[attr-defined]
     assert index.vectors.all_ids() == index.registry.chunk_ids()
+
+
+def test_binary_store_under_concurrent_writes_catch_up_and_queries(example_vault: Path, tmp_path: Path) -> None:
+    """serve's situation: the watcher writes into the store, another process syncs into the
+    registry (so queries catch up), and API queries run, all at once. Every query must see a
+    consistent store (ids unique, best first, private notes hidden), and at the end the store
+    equals the registry plus this process's own live writes."""
+    import threading
+
+    from engine.registry import Registry
+
+    index, indexer = build(example_vault, tmp_path / "data", HashingEmbedder(64))
+    indexer.sync()
+    store = BinaryVectorStore.from_registry(Registry(index.registry.url), index.model, 64,
+                                            path=tmp_path / "bin")
+    rng = np.random.default_rng(3)
+    stop = threading.Event()
+    errors: list[BaseException] = []
+    queries = [0]
+
+    def guard(fn):
+        def run() -> None:
+            try:
+                fn()
+            except BaseException as exc:  # noqa: BLE001 - reported by the main thread
+                errors.append(exc)
+                stop.set()
+        return run
+
+    @guard
+    def own_writes() -> None:  # this process: private vectors come and go
+        for i in range(300):
+            v = rng.standard_normal((2, 64)).astype(np.float32)
+            store.upsert([f"own{i}a", f"own{i}b"], v, [VectorMeta(f"P{i}.md", (), True)] * 2)
+            if i >= 5:
+                store.delete([f"own{i - 5}a", f"own{i - 5}b"])
+            if stop.is_set():
+                return
+
+    @guard
+    def other_process() -> None:  # another process: notes added and removed in the registry
+        for i in range(8):
+            note = example_vault / f"Stress {i}.md"
+            note.write_text(f"# Stress {i}\n\nConcurrent note number {i} about sourdough.\n")
+            indexer.sync()
+            if i % 2:
+                (example_vault / f"Stress {i - 1}.md").unlink()
+                indexer.sync()
+
+    @guard
+    def reader() -> None:
+        q = index.embedder.embed_query("sourdough")
+        while not stop.is_set():
+            got = store.query(q, 10, Scope())
+            ids = [i for i, _ in got]
+            assert len(ids) == len(set(ids)), ids
+            assert all(a >= b for (_, a), (_, b) in zip(got, got[1:], strict=False)), got
+            assert not any(i.startswith("own") for i in ids), ids  # private: hidden
+            queries[0] += 1
+
+    writers = [threading.Thread(target=own_writes), threading.Thread(target=other_process)]
+    readers = [threading.Thread(target=reader) for _ in range(3)]
+    for t in writers + readers:
+        t.start()
+    for t in writers:
+        t.join(timeout=120)
+    stop.set()
+    for t in readers:
+        t.join(timeout=30)
+    assert not errors, errors
+    assert queries[0] > 20
+    store.catch_up()
+    registry_ids = {r for r in index.registry.chunks_by_id(list(store.all_ids()))}
+    own = {f"own{i}{s}" for i in range(295, 300) for s in "ab"}
+    with index.registry.engine.connect() as conn:
+        all_chunks = {r[0] for r in conn.exec_driver_sql("select id from chunks")}
+    assert store.all_ids() == all_chunks | own
+    assert registry_ids == all_chunks
