@@ -22,8 +22,8 @@ Duplicates: Slack retries an event it thinks was not acknowledged (same `event_i
 `app_mention` and as `message`. Both are answered once: by `event_id`, and by (channel, ts),
 remembered in process (bounded). A retry this process has not seen (it arrives after a restart,
 or at another replica) is checked against the thread itself: if the bot already replied to the
-message (a bot message after it, before the next person's), it is not answered again. An answer
-cut off by a crash mid-stream therefore stays cut off rather than being posted twice.
+message (a finished bot reply after it, before the next person's), it is not answered again;
+a reply cut off by a crash mid-stream has no answer blocks, so the retry answers in full.
 
 Logging: never tokens, never question, answer or note text above DEBUG."""
 
@@ -167,13 +167,16 @@ def _is_bot(message: dict[str, Any], bot_user_id: str | None, bot_id: str | None
 
 def replied_to(messages: list[dict[str, Any]], ts: str, bot_user_id: str | None,
                bot_id: str | None) -> bool:
-    """Whether the bot posted in the thread after message `ts` and before the next message of
-    a person (its reply to that message)."""
+    """Whether the bot finished a reply to message `ts`: a message of its own after it, before
+    the next message of a person, carrying the blocks of a finished answer or notice (a reply
+    cut off mid-stream by a crash has only its streamed text, so it does not count)."""
     for m in sorted(messages, key=lambda m: _ts(m.get("ts"))):
         if _ts(m.get("ts")) <= _ts(ts):
             continue
         if _is_bot(m, bot_user_id, bot_id):
-            return True
+            if any(str(b.get("block_id", "")).startswith("vb_") for b in m.get("blocks") or ()):
+                return True
+            continue
         if not m.get("bot_id") and m.get("subtype") in _HUMAN_SUBTYPES:
             return False
     return False

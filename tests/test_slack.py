@@ -348,18 +348,28 @@ def test_retry_after_a_restart_is_not_answered_twice(index, fake_slack, fake_oll
         b.settle(2)
         assert len(b.answers("C1", unanswered)) == 1
         assert len(fake_ollama.requests_to("/api/chat")) == 3
+        # Cut off mid-stream by a crash: the bot's text is there, its answer blocks are not.
+        cut = fake_slack.add_message("C1", "<@UBOT> Who writes the announcement?", user="U1")
+        fake_slack.add_message("C1", "Mina writes the", user=fake_slack.bot_user_id, thread_ts=cut)
+        again = dict(mention, text="<@UBOT> Who writes the announcement?", ts=cut, event_ts=cut)
+        assert b.event(again, event_id="EvCUT", headers=retry).status_code == 200
+        b.settle(3)
+        assert len(fake_ollama.requests_to("/api/chat")) == 4
+        assert len(b.answers("C1", cut)) == 1  # the finished answer
 
 
 def test_replied_to_reads_the_thread() -> None:
     from bot.slack import replied_to
 
-    bot = {"user": "UBOT"}
+    bot = {"user": "UBOT", "blocks": [{"type": "section", "block_id": "vb_answer0"}]}
     thread = [{"ts": "1.0", "user": "U1", "text": "q1"}, {"ts": "2.0", **bot, "text": "a1"},
               {"ts": "3.0", "user": "U2", "text": "q2"}, {"ts": "4.0", "bot_id": "BOTHER", "text": "x"}]
     assert replied_to(thread, "1.0", "UBOT", None)
     assert not replied_to(thread, "3.0", "UBOT", None)  # another bot is not this one
     assert not replied_to(thread + [{"ts": "5.0", "user": "U1", "text": "q3"},
                                     {"ts": "6.0", **bot, "text": "a3"}], "3.0", "UBOT", None)
+    cut_off = [{"ts": "1.0", "user": "U1", "text": "q1"}, {"ts": "2.0", "user": "UBOT", "text": "Half an"}]
+    assert not replied_to(cut_off, "1.0", "UBOT", None)  # streamed text only: not finished
 
 
 def test_feedback_click_is_stored(index, fake_slack, fake_ollama) -> None:
