@@ -210,6 +210,10 @@ def test_parallel_vaults(tmp_path: Path) -> None:
     en_texts = {q.text for q in en_ko.queries}
     assert en_texts == {"Sync", "Settings", "Links", "Overview"}
     assert ko_en.corpus_key() == en_ko.corpus_key()
+    names = [d.name for d in load_parallel_vaults(ko, en, mixed=True)]
+    assert names == ["ko->en", "ko->en, mixed vault", "en->ko", "en->ko, mixed vault"]
+    mixed = load_parallel_vaults(ko, en, mixed=True)[1]
+    assert all(q.scope == Scope() for q in mixed.queries) and mixed.qrels == ko_en.qrels
 
 
 

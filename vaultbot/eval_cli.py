@@ -41,6 +41,8 @@ def add_eval_parser(sub: Any, common: argparse.ArgumentParser) -> argparse.Argum
     src.add_argument("--beir-split", default="test", help="qrels file name (default: test)")
     src.add_argument("--parallel-vaults", type=Path, nargs=2, metavar=("KO_VAULT", "EN_VAULT"),
                      help="twin vaults matched by `permalink`: cross-lingual retrieval both ways")
+    src.add_argument("--mixed", action="store_true",
+                     help="with --parallel-vaults: also both directions unscoped (one mixed vault)")
     s.add_argument("--limit", type=int, help="sample this many queries per dataset (seeded)")
     s.add_argument("--docs", type=int,
                    help="sample this many documents (KorQuAD/BEIR; keeps the queries they answer)")
@@ -121,7 +123,7 @@ def run(app: Any, args: argparse.Namespace) -> dict[str, Any]:
     if args.beir:
         datasets.append(ev.load_beir(args.beir, args.beir_split))
     if args.parallel_vaults:
-        datasets.extend(ev.load_parallel_vaults(*args.parallel_vaults))
+        datasets.extend(ev.load_parallel_vaults(*args.parallel_vaults, mixed=args.mixed))
     if not datasets:
         raise ValueError("nothing to evaluate: give --korquad, --beir or --parallel-vaults")
     datasets = [ev.sample_queries(ev.subset_docs(d, args.docs, args.seed), args.limit, args.seed)

@@ -255,8 +255,11 @@ def _title_and_headings(path: Path) -> tuple[dict[str, Any], str, list[str]]:
     return fm, str(title), headings
 
 
-def load_parallel_vaults(ko: Path, en: Path) -> list[Dataset]:
-    """Two datasets over one merged vault (`ko/...`, `en/...`): ko->en and en->ko."""
+def load_parallel_vaults(ko: Path, en: Path, *, mixed: bool = False) -> list[Dataset]:
+    """Two datasets over one merged vault (`ko/...`, `en/...`): ko->en and en->ko, each scoped
+    to the target language's folder. `mixed` adds both directions unscoped, as in one vault
+    that holds both languages: the twin must then rank against the question's own-language
+    notes (which match it best), so Recall@5 says how often the other language shows up."""
     vaults = {"ko": Path(ko), "en": Path(en)}
     notes: dict[str, dict[str, tuple[str, list[str]]]] = {}  # lang -> permalink -> (doc, texts)
     for lang, root in vaults.items():
@@ -279,13 +282,14 @@ def load_parallel_vaults(ko: Path, en: Path) -> list[Dataset]:
                 continue
             for t in texts:
                 gold.setdefault(" ".join(t.split()), set()).add(twin[0])
-        scope = Scope(folders=(dst,))
-        queries, qrels = [], {}
-        for i, (text, docs) in enumerate(sorted(gold.items())):
-            qid = f"{src}{i:05d}"
-            queries.append(Query(qid, text, scope=scope))
-            qrels[qid] = dict.fromkeys(sorted(docs), 1)
-        out.append(Dataset(f"{src}->{dst}", queries, qrels, vaults=vaults))
+        for scope, name in [(Scope(folders=(dst,)), f"{src}->{dst}")] + (
+                [(Scope(), f"{src}->{dst}, mixed vault")] if mixed else []):
+            queries, qrels = [], {}
+            for i, (text, docs) in enumerate(sorted(gold.items())):
+                qid = f"{src}{i:05d}"
+                queries.append(Query(qid, text, scope=scope))
+                qrels[qid] = dict.fromkeys(sorted(docs), 1)
+            out.append(Dataset(name, queries, qrels, vaults=vaults))
     return out
 
 
