@@ -43,6 +43,13 @@ class RetrievalConfig:
     trusted_lexical_weight: float = 16.0
     trusted_rrf_k: int = 10
     foreign_lexical_weight: float = 0.0
+    # In the trusted case, a dense candidate from a note in another language cannot have keyword
+    # evidence, so its missing keyword rank says nothing: it is scored as if its keyword rank
+    # equalled its dense rank, at this share of the keyword weight (0: off). Without it, in a
+    # vault of Korean and English notes the keyword weight buried every note in the other
+    # language; below 1, a note in the question's language with the same ranks still comes
+    # first (docs/benchmarks.md, "Mixed vault").
+    impute_foreign: float = 0.9
 
 
 class LRU:
@@ -194,6 +201,8 @@ class Retriever:
             elif same is False:
                 rankings = [rankings[0], (rankings[1][0], cfg.foreign_lexical_weight)]
             scores = rrf(rankings, rrf_k)
+            if same and cfg.impute_foreign:
+                self._impute_foreign(query, rankings, rrf_k, records, notes, scores)
         ranked = sorted(scores, key=lambda c: scores[c], reverse=True)
         want = k * self.rerank_pool if self.reranker is not None else k
         hits: list[Hit] = []
@@ -231,17 +240,45 @@ class Retriever:
             return None
         return self.language_of_note(top.note_path, info.version, info.content_hash) == question_language(query)
 
+    def _impute_foreign(self, query: str, rankings: list[tuple[list[str], float]], rrf_k: int,
+                        records: dict[str, ChunkRecord], notes: dict[str, NoteInfo],
+                        scores: dict[str, float]) -> None:
+        (dense, dense_w), (lexical, lexical_w) = rankings
+        keyword_ids = set(lexical)
+        only_dense = [(rank, records[cid]) for rank, cid in enumerate(dense, start=1)
+                      if cid not in keyword_ids and cid in records]
+        langs = self.languages_of_notes([notes[r.note_path] for _, r in only_dense if r.note_path in notes])
+        lang = question_language(query)
+        for rank, rec in only_dense:
+            if langs.get(rec.note_path, lang) != lang:
+                scores[rec.id] = (dense_w + self.config.impute_foreign * lexical_w) / (rrf_k + rank)
+
+    def languages_of_notes(self, infos: list[NoteInfo]) -> dict[str, str]:
+        """`language_of_note` for many notes."""
+        return self._languages({i.path: (i.path, i.version, i.content_hash) for i in infos})
+
     def language_of_note(self, path: str, version: int, content_hash: str = "") -> str:
         """'ko' or 'en' for a whole note. A single chunk misleads: Korean notes hold chunks that
         are mostly English (code, UI names), and those made English questions trust keyword
         hits in them (docs/benchmarks.md, "Fusion"). Cached per note version and content (a
         note deleted and written again starts again at version 1)."""
-        key = (path, version, content_hash)
-        lang = self.note_languages.get(key)
-        if lang is None:
-            lang = language_of_chunks(self.index.registry.chunks_of_notes([path]).get(path, []))
-            self.note_languages.put(key, lang)
-        return lang  # type: ignore[return-value]
+        return self._languages({path: (path, version, content_hash)})[path]
+
+    def _languages(self, keys: dict[str, tuple[str, int, str]]) -> dict[str, str]:
+        out: dict[str, str] = {}
+        todo: dict[str, tuple[str, int, str]] = {}
+        for path, key in keys.items():
+            lang = self.note_languages.get(key)
+            if lang is None:
+                todo[path] = key
+            else:
+                out[path] = lang  # type: ignore[assignment]
+        if todo:  # the uncached notes' chunks in one query
+            chunks = self.index.registry.chunks_of_notes(list(todo))
+            for path, key in todo.items():
+                out[path] = language_of_chunks(chunks.get(path, []))
+                self.note_languages.put(key, out[path])
+        return out
 
     def _expand(self, hits: list[Hit]) -> list[Hit]:
         """Widen each hit with its neighbouring chunks of the same note (same section order)."""

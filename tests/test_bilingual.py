@@ -45,11 +45,14 @@ CASES = [
 @pytest.mark.parametrize(("question", "expected"), CASES)
 def test_question_finds_note_in_its_language(bilingual, question: str, expected: str) -> None:
     retriever = Retriever(bilingual)
-    hits = retriever.search(question, k=3, mode="hybrid", use_cache=False)
+    hits = retriever.search(question, k=5, mode="hybrid", use_cache=False)
+    # The note in the question's language is among the first three, and nothing in the other
+    # language ranks above it (its twin may follow: a note in another language is not buried
+    # under keyword matches, "Mixed vault" in docs/benchmarks.md).
+    paths = [h.note_path for h in hits]
     language_root = expected.split("/", 1)[0]
-    # Every hit is in the question's language, and the twin note is among the first three
-    # (hybrid, and each half of the fusion on its own).
-    assert all(h.note_path.startswith(language_root) for h in hits), [h.note_path for h in hits]
+    assert expected in paths[:3], paths
+    assert all(p.startswith(language_root) for p in paths[: paths.index(expected)]), paths
     for mode in ("hybrid", "dense", "lexical"):
         paths = [h.note_path for h in retriever.search(question, k=3, mode=mode, use_cache=False)]
         assert expected in paths, (mode, paths)
@@ -69,3 +72,33 @@ async def test_answer_in_question_language(bilingual, fake_ollama) -> None:
     extractive = Asker(Retriever(bilingual), None)
     assert question_language((await extractive.ask(CASES[1][0])).text) == "ko"
     assert question_language((await extractive.ask(CASES[0][0])).text) == "en"
+
+
+def test_answer_only_in_the_other_language_is_not_buried(tmp_path, usem3) -> None:
+    """A Korean question whose answer is only in an English note, in a vault where Korean notes
+    share the question's ordinary words: the keyword list (all Korean) is trusted, and the
+    English note, found by dense retrieval alone, must still make the top three."""
+    from engine.retrieve import RetrievalConfig
+
+    vault = tmp_path / "vault"
+    (vault / "en").mkdir(parents=True)
+    (vault / "ko").mkdir()
+    (vault / "en" / "Sourdough.md").write_text(
+        "# Sourdough starter\n\nFeed the sourdough starter every day with equal weights of flour "
+        "and water, and keep it at room temperature until it doubles.\n")
+    for topic in ["회의", "정리", "운동", "여행", "청소", "공부"]:
+        (vault / "ko" / f"{topic}.md").write_text(
+            f"# {topic} 관리\n\n{topic}은 어떻게 관리하나요? 매일 조금씩 하는 것이 좋습니다. 규칙을 "
+            f"정해 두면 {topic}이 쉬워지고, 다른 사람에게도 알려 줄 수 있습니다.\n")
+    index, indexer = build(vault, tmp_path / "data", usem3)
+    indexer.sync()
+    question = "빵 발효종에 밀가루와 물을 얼마나 주나요?"  # how much flour and water for the starter
+
+    def top(**cfg) -> list[str]:
+        hits = Retriever(index, RetrievalConfig(**cfg)).search(question, k=3, mode="hybrid", use_cache=False)
+        return [h.note_path for h in hits]
+
+    dense = Retriever(index).search(question, k=1, mode="dense", use_cache=False)
+    assert dense[0].note_path == "en/Sourdough.md"  # the model knows
+    assert "en/Sourdough.md" in top()
+    assert "en/Sourdough.md" not in top(impute_foreign=0.0)  # what the keyword weight did
