@@ -210,10 +210,15 @@ def test_parallel_vaults(tmp_path: Path) -> None:
     en_texts = {q.text for q in en_ko.queries}
     assert en_texts == {"Sync", "Settings", "Links", "Overview"}
     assert ko_en.corpus_key() == en_ko.corpus_key()
-    names = [d.name for d in load_parallel_vaults(ko, en, mixed=True)]
-    assert names == ["ko->en", "ko->en, mixed vault", "en->ko", "en->ko, mixed vault"]
-    mixed = load_parallel_vaults(ko, en, mixed=True)[1]
-    assert all(q.scope == Scope() for q in mixed.queries) and mixed.qrels == ko_en.qrels
+    sets = load_parallel_vaults(ko, en, mixed=True)
+    assert [d.name for d in sets] == ["ko->en", "ko->en, mixed vault", "ko->ko, mixed vault (own note)",
+                                      "en->ko", "en->ko, mixed vault", "en->en, mixed vault (own note)"]
+    mixed, own = sets[1], sets[2]
+    assert all(q.scope == Scope() for q in mixed.queries + own.queries) and mixed.qrels == ko_en.qrels
+    assert [q.text for q in own.queries] == [q.text for q in ko_en.queries]
+    by_text = {q.text: own.qrels[q.id] for q in own.queries}
+    assert by_text["설정"] == {"ko/폴더/동기화.md": 1}
+    assert by_text["개요"] == {"ko/폴더/동기화.md": 1, "ko/링크.md": 1}
 
 
 

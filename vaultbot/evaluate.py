@@ -259,7 +259,8 @@ def load_parallel_vaults(ko: Path, en: Path, *, mixed: bool = False) -> list[Dat
     """Two datasets over one merged vault (`ko/...`, `en/...`): ko->en and en->ko, each scoped
     to the target language's folder. `mixed` adds both directions unscoped, as in one vault
     that holds both languages: the twin must then rank against the question's own-language
-    notes (which match it best), so Recall@5 says how often the other language shows up."""
+    notes (which match it best), so Recall@5 says how often the other language shows up; and
+    the same questions judged by the note they come from, to see what that costs it."""
     vaults = {"ko": Path(ko), "en": Path(en)}
     notes: dict[str, dict[str, tuple[str, list[str]]]] = {}  # lang -> permalink -> (doc, texts)
     for lang, root in vaults.items():
@@ -276,19 +277,24 @@ def load_parallel_vaults(ko: Path, en: Path, *, mixed: bool = False) -> list[Dat
     out = []
     for src, dst in (("ko", "en"), ("en", "ko")):
         gold: dict[str, set[str]] = {}  # query text -> twin docs (a shared heading has several)
-        for link, (_, texts) in notes[src].items():
+        own: dict[str, set[str]] = {}  # query text -> the notes it comes from
+        for link, (doc, texts) in notes[src].items():
             twin = notes[dst].get(link)
             if twin is None:
                 continue
             for t in texts:
                 gold.setdefault(" ".join(t.split()), set()).add(twin[0])
-        for scope, name in [(Scope(folders=(dst,)), f"{src}->{dst}")] + (
-                [(Scope(), f"{src}->{dst}, mixed vault")] if mixed else []):
+                own.setdefault(" ".join(t.split()), set()).add(doc)
+        sets = [(Scope(folders=(dst,)), f"{src}->{dst}", gold)]
+        if mixed:
+            sets += [(Scope(), f"{src}->{dst}, mixed vault", gold),
+                     (Scope(), f"{src}->{src}, mixed vault (own note)", own)]
+        for scope, name, judged in sets:
             queries, qrels = [], {}
-            for i, (text, docs) in enumerate(sorted(gold.items())):
+            for i, text in enumerate(sorted(gold)):
                 qid = f"{src}{i:05d}"
                 queries.append(Query(qid, text, scope=scope))
-                qrels[qid] = dict.fromkeys(sorted(docs), 1)
+                qrels[qid] = dict.fromkeys(sorted(judged[text]), 1)
             out.append(Dataset(name, queries, qrels, vaults=vaults))
     return out
 
