@@ -142,10 +142,8 @@ class Registry:
         paths = list(set(paths))
         out: dict[str, NoteInfo] = {}
         with self.engine.connect() as conn:
-            for i in range(0, len(paths), 500):
-                rows = conn.execute(
-                    select(t.notes).where(t.notes.c.path.in_(paths[i : i + 500]))
-                ).all()
+            for part in _batches(paths):
+                rows = conn.execute(select(t.notes).where(t.notes.c.path.in_(part))).all()
                 for r in rows:
                     out[r.path] = NoteInfo(r.path, r.title, tuple(r.tags), tuple(r.aliases),
                                            r.private, r.kind, dict(r.frontmatter), r.version,
@@ -175,9 +173,9 @@ class Registry:
         paths = list(set(paths))
         out: dict[str, str] = {}
         with self.engine.connect() as conn:
-            for i in range(0, len(paths), 500):
+            for part in _batches(paths):
                 q = select(t.notes.c.path, t.notes.c.version, t.notes.c.indexed_at).where(
-                    t.notes.c.path.in_(paths[i : i + 500]))
+                    t.notes.c.path.in_(part))
                 out.update({r.path: f"{r.version}:{r.indexed_at!r}" for r in conn.execute(q)})
         return out
 
@@ -237,8 +235,8 @@ class Registry:
         if not paths:
             return
         with self.engine.begin() as conn:
-            for i in range(0, len(paths), 500):
-                conn.execute(delete(t.skipped).where(t.skipped.c.path.in_(paths[i : i + 500])))
+            for part in _batches(paths):
+                conn.execute(delete(t.skipped).where(t.skipped.c.path.in_(part)))
 
     # ----------------------------------------------------------------- chunks
     def chunk_ids(self) -> set[str]:
@@ -249,8 +247,8 @@ class Registry:
         ids = list(ids)
         out: dict[str, ChunkRecord] = {}
         with self.engine.connect() as conn:
-            for i in range(0, len(ids), 500):
-                q = _chunks_with_paths().where(t.chunks.c.id.in_(ids[i : i + 500]))
+            for part in _batches(ids):
+                q = _chunks_with_paths().where(t.chunks.c.id.in_(part))
                 for r in conn.execute(q):
                     out[r.id] = _chunk_record(r)
         return out
@@ -259,8 +257,8 @@ class Registry:
         paths = list(paths)
         out: dict[str, list[ChunkRecord]] = {p: [] for p in paths}
         with self.engine.connect() as conn:
-            for i in range(0, len(paths), 500):
-                q = (_chunks_with_paths().where(t.notes.c.path.in_(paths[i : i + 500]))
+            for part in _batches(paths):
+                q = (_chunks_with_paths().where(t.notes.c.path.in_(part))
                      .order_by(t.chunks.c.ordinal))
                 for r in conn.execute(q):
                     out[r.path].append(_chunk_record(r))
@@ -278,9 +276,9 @@ class Registry:
         hashes = list(set(hashes))
         out: dict[str, np.ndarray] = {}
         with self.engine.connect() as conn:
-            for i in range(0, len(hashes), 500):
+            for part in _batches(hashes):
                 q = select(t.embeddings.c.text_hash, t.embeddings.c.vector).where(
-                    t.embeddings.c.model == model, t.embeddings.c.text_hash.in_(hashes[i : i + 500])
+                    t.embeddings.c.model == model, t.embeddings.c.text_hash.in_(part)
                 )
                 for h, blob in conn.execute(q):
                     out[h] = np.frombuffer(blob, dtype="<f4")
@@ -297,10 +295,10 @@ class Registry:
         with self.engine.begin() as conn:
             present = set()
             keys = list(vectors)
-            for i in range(0, len(keys), 500):
+            for part in _batches(keys):
                 present.update(conn.execute(
                     select(t.embeddings.c.text_hash).where(
-                        t.embeddings.c.model == model, t.embeddings.c.text_hash.in_(keys[i : i + 500])
+                        t.embeddings.c.model == model, t.embeddings.c.text_hash.in_(part)
                     )
                 ).scalars())
             rows = [r for r in rows if r["text_hash"] not in present]
@@ -462,8 +460,7 @@ def _batches(items: list[Any], size: int = 500) -> Iterator[list[Any]]:
 
 def _delete_notes(conn: Connection, paths: list[str]) -> list[str]:
     removed: list[str] = []
-    for i in range(0, len(paths), 500):
-        part = paths[i : i + 500]
+    for part in _batches(paths):
         ids = list(conn.execute(select(t.notes.c.id).where(t.notes.c.path.in_(part))).scalars())
         if not ids:
             continue
