@@ -414,18 +414,10 @@ class SlackBot:
 
     def _first_delivery(self, body: dict[str, Any]) -> bool:
         event_id = body.get("event_id")
-        return not event_id or self._events.add(event_id)
-
-    async def _replied_before(self, client: AsyncWebClient, event: dict[str, Any],
-                              context: dict[str, Any], thread_ts: str) -> bool:
-        """Did the bot already reply to this message (a retry after a restart)? When the
-        thread cannot be read, no: answering twice beats never answering."""
-        try:
-            replies = await self._replies(client, event["channel"], thread_ts)
-        except _NET_ERRORS as exc:
-            log.warning("slack: reading thread %s for a retry failed: %s", thread_ts, _error_code(exc))
-            return False
-        return replied_to(replies, event["ts"], context.get("bot_user_id"), context.get("bot_id"))
+        if not event_id or self._events.add(event_id):
+            return True
+        log.info("slack: duplicate delivery of %s skipped", event_id)
+        return False
 
     # ---- listeners (Bolt injects arguments by name)
 
@@ -434,7 +426,6 @@ class SlackBot:
                          request: AsyncBoltRequest | None = None) -> None:
         self._count()
         if not self._first_delivery(body):
-            log.info("slack: duplicate delivery of %s skipped", body.get("event_id"))
             return
         channel, ts = event.get("channel"), event.get("ts")
         if event.get("bot_id"):
@@ -451,7 +442,6 @@ class SlackBot:
                          request: AsyncBoltRequest | None = None) -> None:
         self._count()
         if not self._first_delivery(body):
-            log.info("slack: duplicate delivery of %s skipped", body.get("event_id"))
             return
         if event.get("subtype") not in _HUMAN_SUBTYPES or event.get("bot_id") or event.get("hidden"):
             return
@@ -520,12 +510,18 @@ class SlackBot:
                       context: dict[str, Any], thread_ts: str,
                       replies: list[dict[str, Any]] | None = None, retried: bool = False) -> None:
         channel, ts = event["channel"], event["ts"]
-        if retried and await self._replied_before(client, event, context, thread_ts):
-            log.info("slack: retried event for %s in %s was answered before; skipped", ts, channel)
-            return
         user = event.get("user")
         team = event.get("team") or body.get("team_id") or context.get("team_id")
         bot_user_id, bot_id = context.get("bot_user_id"), context.get("bot_id")
+        if retried:  # a retry this process never saw: did the bot reply before a restart?
+            if replies is None:
+                try:  # read once: the history below reuses it
+                    replies = await self._replies(client, channel, thread_ts)
+                except _NET_ERRORS as exc:  # then answer: twice beats never
+                    log.warning("slack: reading thread %s for a retry failed: %s", thread_ts, _error_code(exc))
+            if replies is not None and replied_to(replies, ts, bot_user_id, bot_id):
+                log.info("slack: retried event for %s in %s was answered before; skipped", ts, channel)
+                return
         question = clean_question(str(event.get("text") or ""), bot_user_id)
         log.info("slack: question in %s (thread %s, %d chars)", channel, thread_ts, len(question))
         if not question:

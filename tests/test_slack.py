@@ -330,7 +330,7 @@ def test_retry_after_a_restart_is_not_answered_twice(index, fake_slack, fake_oll
     with Bot(index, fake_slack, fake_ollama) as b:
         root = b.mention("When is the vaultbot launch?", event_id="EvFIRST")
         b.settle(1)
-        b.message("and who writes the announcement?", thread_ts=root)
+        follow_up = b.message("and who writes the announcement?", thread_ts=root)
         b.settle(2)
         assert len(b.answers("C1", root)) == 2
     retry = {"X-Slack-Retry-Num": "1", "X-Slack-Retry-Reason": "http_timeout"}
@@ -343,9 +343,19 @@ def test_retry_after_a_restart_is_not_answered_twice(index, fake_slack, fake_oll
         time.sleep(0.3)
         assert len(b.answers("C1", root)) == 2
         assert len(fake_ollama.requests_to("/api/chat")) == 2
+        # The follow-up, retried: the thread is read once (to follow it and to check it).
+        read = len(fake_slack.calls_to("conversations.replies"))
+        retried_follow_up = {"type": "message", "user": "U1", "text": "and who writes the announcement?",
+                 "ts": follow_up, "channel": "C1", "event_ts": follow_up, "thread_ts": root,
+                 "channel_type": "channel", "team": "T1"}
+        assert b.event(retried_follow_up, event_id="EvFOLLOW", headers=retry).status_code == 200
+        b.settle(2)
+        time.sleep(0.3)
+        assert len(fake_ollama.requests_to("/api/chat")) == 2
+        assert len(fake_slack.calls_to("conversations.replies")) == read + 1
         late = dict(mention, text="<@UBOT> When is the beta?", ts=unanswered, event_ts=unanswered)
         assert b.event(late, event_id="EvLOST", headers=retry).status_code == 200
-        b.settle(2)
+        b.settle(3)
         assert len(b.answers("C1", unanswered)) == 1
         assert len(fake_ollama.requests_to("/api/chat")) == 3
         # Cut off mid-stream by a crash: the bot's text is there, its answer blocks are not.
@@ -353,7 +363,7 @@ def test_retry_after_a_restart_is_not_answered_twice(index, fake_slack, fake_oll
         fake_slack.add_message("C1", "Mina writes the", user=fake_slack.bot_user_id, thread_ts=cut)
         again = dict(mention, text="<@UBOT> Who writes the announcement?", ts=cut, event_ts=cut)
         assert b.event(again, event_id="EvCUT", headers=retry).status_code == 200
-        b.settle(3)
+        b.settle(4)
         assert len(fake_ollama.requests_to("/api/chat")) == 4
         assert len(b.answers("C1", cut)) == 1  # the finished answer
 
