@@ -192,8 +192,9 @@ class Retriever:
         if mode == "hybrid":
             rrf_k = cfg.rrf_k
             same = None
+            lang = question_language(query)
             if cfg.adaptive and len(rankings) == 2 and rankings[1][0]:
-                same = self._same_language(query, rankings[1][0][0], records, notes)
+                same = self._same_language(lang, rankings[1][0][0], records, notes)
             if same:
                 rankings = [(rankings[0][0], cfg.trusted_dense_weight),
                             (rankings[1][0], cfg.trusted_lexical_weight)]
@@ -202,7 +203,7 @@ class Retriever:
                 rankings = [rankings[0], (rankings[1][0], cfg.foreign_lexical_weight)]
             scores = rrf(rankings, rrf_k)
             if same and cfg.impute_foreign:
-                self._impute_foreign(query, rankings, rrf_k, records, notes, scores)
+                self._impute_foreign(lang, rankings, rrf_k, records, notes, scores)
         ranked = sorted(scores, key=lambda c: scores[c], reverse=True)
         want = k * self.rerank_pool if self.reranker is not None else k
         hits: list[Hit] = []
@@ -230,7 +231,7 @@ class Retriever:
             hits = self._expand(hits)
         return hits
 
-    def _same_language(self, query: str, top_keyword_chunk: str, records: dict[str, ChunkRecord],
+    def _same_language(self, lang: str, top_keyword_chunk: str, records: dict[str, ChunkRecord],
                        notes: dict[str, NoteInfo]) -> bool | None:
         """Is the note of the best keyword hit written in the question's language? None when
         the chunk is gone (deleted since the search)."""
@@ -238,9 +239,9 @@ class Retriever:
         info = notes.get(top.note_path) if top is not None else None
         if top is None or info is None:
             return None
-        return self.language_of_note(top.note_path, info.version, info.content_hash) == question_language(query)
+        return self.language_of_note(top.note_path, info.version, info.content_hash) == lang
 
-    def _impute_foreign(self, query: str, rankings: list[tuple[list[str], float]], rrf_k: int,
+    def _impute_foreign(self, lang: str, rankings: list[tuple[list[str], float]], rrf_k: int,
                         records: dict[str, ChunkRecord], notes: dict[str, NoteInfo],
                         scores: dict[str, float]) -> None:
         (dense, dense_w), (lexical, lexical_w) = rankings
@@ -248,7 +249,6 @@ class Retriever:
         only_dense = [(rank, records[cid]) for rank, cid in enumerate(dense, start=1)
                       if cid not in keyword_ids and cid in records]
         langs = self.languages_of_notes([notes[r.note_path] for _, r in only_dense if r.note_path in notes])
-        lang = question_language(query)
         for rank, rec in only_dense:
             if langs.get(rec.note_path, lang) != lang:
                 scores[rec.id] = (dense_w + self.config.impute_foreign * lexical_w) / (rrf_k + rank)
