@@ -318,41 +318,36 @@ def _section_pieces(
     head_start = head.start if head is not None else content[0].start
     head_tokens = head.tokens if head is not None else 0
     own: list[_Atom] = []
-    # Over-long tables: (first atom, end atom, header span, table end, header tokens). Their rows
-    # are grouped on their own, within max_tokens less the header that continuations repeat.
-    tables: list[tuple[int, int, tuple[int, int], int, int]] = []
+    # Over-long tables, by (first atom, end atom): their rows are grouped on their own, within
+    # max_tokens less the header that the later parts repeat.
+    tables: list[tuple[int, int, _Table]] = []
     for b in content:
         cut = _CUT_AFTER_LEAD_IN if b.lead_in else _CUT_BLOCK
         if b.tokens <= max_tokens:
             own.append(_Atom(b.start, b.end, b.tokens, cut))
             continue
-        table = _table_in(body, b.start, b.end)
-        header = counter.count(body[table[0] : table[1]]) if table else 0
-        if table is None or header > max_tokens // 2:
+        table = _table_in(body, b.start, b.end, counter)
+        if table is None or table.tokens > max_tokens // 2:
             sub = _split_block(body, b.start, b.end, max_tokens, counter, prose=False)
-            sub[0].cut = cut
-            own.extend(sub)
-            continue
-        sub = _keep_whole(_split_block(body, b.start, b.end, max_tokens - header, counter, prose=False),
-                          table[0], table[1])
+        else:
+            sub = _keep_whole(_split_block(body, b.start, b.end, max_tokens - table.tokens, counter,
+                                           prose=False), *table.header)
+            tables.append((len(own), len(own) + len(sub), table))
         sub[0].cut = cut
-        tables.append((len(own), len(own) + len(sub), (table[0], table[1]), table[2], header))
         own.extend(sub)
     atoms.extend(own)
-    runs: list[tuple[int, int, int, tuple[int, int] | None, int, int]] = []
+    runs: list[tuple[int, int, _Table | None]] = []
     pos = 0
-    for lo, hi, header_span, table_end, header in tables:
-        if pos < lo:
-            runs.append((pos, lo, max_tokens, None, 0, 0))
-        runs.append((lo, hi, max_tokens - header, header_span, table_end, header))
+    for lo, hi, table in tables:
+        runs += [(pos, lo, None)] if pos < lo else []
+        runs.append((lo, hi, table))
         pos = hi
-    if pos < len(own):
-        runs.append((pos, len(own), max_tokens, None, 0, 0))
+    runs += [(pos, len(own), None)] if pos < len(own) else []
     k = 0
-    for lo, hi, budget, header_span, table_end, header in runs:
-        for group in _split_atoms(body, own[lo:hi], budget):
+    for lo, hi, table in runs:
+        for group in _split_atoms(body, own[lo:hi], max_tokens - (table.tokens if table else 0)):
             start = group[0].start
-            continued = header_span is not None and header_span[1] <= start < table_end
+            continued = table if table is not None and table.header[1] <= start < table.end else None
             pieces.append(
                 _Piece(
                     path=path,
@@ -363,8 +358,8 @@ def _section_pieces(
                     head_tokens=head_tokens if k == 0 else 0,
                     section=section,
                     glued=group[0].cut == _CUT_FORCED,
-                    prefix=header_span if continued else None,
-                    prefix_tokens=header if continued else 0,
+                    prefix=continued.header if continued else None,
+                    prefix_tokens=continued.tokens if continued else 0,
                 )
             )
             k += 1
@@ -373,19 +368,23 @@ def _section_pieces(
 _TABLE_RULE_RE = re.compile(r"^[ \t]*\|?[ \t]*:?-+:?[ \t]*(\|[ \t]*:?-+:?[ \t]*)+\|?[ \t]*$")
 
 
-def _table_in(text: str, start: int, end: int) -> tuple[int, int, int] | None:
-    """The first Markdown table in a block: (header start, end of its rule line, table end).
-    A table is a line with a `|`, then a rule line (`| --- | :-: |`), then rows with a `|`."""
-    lines = text[start:end].split("\n")
-    offs = [start]
-    for line in lines:
-        offs.append(offs[-1] + len(line) + 1)
-    for i in range(len(lines) - 1):
-        if "|" in lines[i] and _TABLE_RULE_RE.match(lines[i + 1]):
+@dataclass(frozen=True)
+class _Table:
+    header: tuple[int, int]  # the header row and the rule line under it
+    end: int  # end of the last row
+    tokens: int  # of the header
+
+
+def _table_in(text: str, start: int, end: int, counter: TokenCounter) -> _Table | None:
+    """The first Markdown table in a block: a line with a `|`, then a rule line
+    (`| --- | :-: |`), then rows with a `|`."""
+    lines = _lines(text, start, end)
+    for i, ((s, e), (rule_s, rule_e)) in enumerate(zip(lines, lines[1:], strict=False)):
+        if "|" in text[s:e] and _TABLE_RULE_RE.match(text[rule_s:rule_e]):
             j = i + 2
-            while j < len(lines) and "|" in lines[j]:
+            while j < len(lines) and "|" in text[lines[j][0] : lines[j][1]]:
                 j += 1
-            return offs[i], offs[i + 1] + len(lines[i + 1]), offs[j - 1] + len(lines[j - 1])
+            return _Table((s, rule_e), lines[j - 1][1], counter.count(text[s:rule_e]))
     return None
 
 
