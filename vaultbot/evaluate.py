@@ -282,9 +282,9 @@ def load_parallel_vaults(ko: Path, en: Path, *, mixed: bool = False) -> list[Dat
             twin = notes[dst].get(link)
             if twin is None:
                 continue
-            for t in texts:
-                gold.setdefault(" ".join(t.split()), set()).add(twin[0])
-                own.setdefault(" ".join(t.split()), set()).add(doc)
+            for text in (" ".join(t.split()) for t in texts):
+                gold.setdefault(text, set()).add(twin[0])
+                own.setdefault(text, set()).add(doc)
         sets = [(Scope(folders=(dst,)), f"{src}->{dst}", gold)]
         if mixed:
             sets += [(Scope(), f"{src}->{dst}, mixed vault", gold),
