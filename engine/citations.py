@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 from dataclasses import asdict, dataclass
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 
 from engine.models import Hit
 
@@ -43,6 +43,22 @@ class Citation:
         last = self.heading.split(" > ")[-1] if self.heading else ""
         label = self.title + (f" › {last}" if last and last != self.title else "")
         return label + (f" (p. {self.page})" if self.page else "")
+
+
+# The link ends where Slack's `<uri|label>`, Markdown's `(uri)`, a code span or JSON's quotes
+# end it: the path itself is percent-encoded, so none of those characters is part of it.
+_OBSIDIAN_FILE_RE = re.compile(r"obsidian://open\?[^\s|>)`\"'\]]*?file=([^&|>)`\"'\s\]]+)")
+
+
+def cited_paths(text: str) -> tuple[str, ...]:
+    """The vault paths of the `obsidian://` links in a message vaultbot sent (its sources):
+    how a thread's earlier answers are tied back to their notes."""
+    out = []
+    for m in _OBSIDIAN_FILE_RE.finditer(text.replace("&amp;", "&")):
+        path = unquote(m.group(1))
+        # obsidian_uri drops a note's `.md` and keeps any other file's extension
+        out.append(path if path.lower().endswith((".pdf", ".md", ".markdown")) else path + ".md")
+    return tuple(dict.fromkeys(out))
 
 
 def obsidian_uri(vault_name: str, path: str) -> str:

@@ -75,6 +75,7 @@ class _NoteLike(Protocol):
     title: str
     tags: tuple[str, ...]
     private: bool
+    suspect: tuple[str, ...]
 
 
 class _ChunkLike(Protocol):
@@ -475,8 +476,10 @@ class LexicalIndex:
             note = notes.get(c.note_path)
             title = note.title if note is not None else ""
             text = f"{title}\n{c.embed_text}" if title else c.embed_text
-            tags = tuple(note.tags) if note is not None else ()
-            private = bool(note.private) if note is not None else False
+            # Unparseable frontmatter's words count as tags here, so that a private tag among
+            # them hides the chunk already in the store (engine/provenance.py decides).
+            tags = (*note.tags, *note.suspect) if note is not None else ()
+            private = bool(note.private) if note is not None else True
             docs.append(LexDoc(c.id, text, c.note_path, tags, private))
         self.upsert(docs)
 

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
+
+from engine.names import name_key, nfc
 
 
 def sha256_hex(data: bytes | str) -> str:
@@ -42,11 +45,46 @@ class ParsedNote:
     warnings: list[str] = field(default_factory=list)
     missing_embeds: list[str] = field(default_factory=list)
     embedded: list[str] = field(default_factory=list)  # vault paths whose text was pulled in
+    # (start, end, paths) in `body`: text that came from other notes through ![[embeds]], with
+    # every note it came from (nested embeds included). What makes a chunk's provenance.
+    embed_regions: list[tuple[int, int, tuple[str, ...]]] = field(default_factory=list)
+    # Private notes whose embeds were left out of this (non-private) note's text.
+    private_embeds: list[str] = field(default_factory=list)
+    # The raw frontmatter text when it is not valid YAML: visibility is then judged on it
+    # (fail closed), since the keys that would have said "private" were lost.
+    frontmatter_error: str | None = None
 
     @property
     def private(self) -> bool:
-        value = self.frontmatter.get("private")
-        return value is True or (isinstance(value, str) and value.lower() in {"true", "yes"})
+        if self.frontmatter_error is not None and mentions_private(self.frontmatter_error):
+            return True
+        return is_private_value(self.frontmatter.get("private"))
+
+    @property
+    def suspect_tags(self) -> tuple[str, ...]:
+        """Words of an unparseable frontmatter: any private tag among them hides the note."""
+        return suspect_words(self.frontmatter_error) if self.frontmatter_error else ()
+
+
+def is_private_value(value: Any) -> bool:
+    """`private: true` in frontmatter (YAML booleans, or the words people type)."""
+    if value is True:
+        return True
+    return isinstance(value, str) and value.strip().lower() in {"true", "yes", "on", "1"}
+
+
+_PRIVATE_WORD_RE = re.compile(r"(?i)\bprivate\b")
+_WORD_RE = re.compile(r"[^\s!-,.:-@\[-^`{-~]+(?:/[^\s!-,.:-@\[-^`{-~]+)*")
+
+
+def mentions_private(raw: str) -> bool:
+    """Does unparseable frontmatter name the private key at all? (Then the note is private.)"""
+    return bool(_PRIVATE_WORD_RE.search(raw))
+
+
+def suspect_words(raw: str) -> tuple[str, ...]:
+    """Every tag-like word of unparseable frontmatter, in canonical form."""
+    return tuple(dict.fromkeys(name_key(w.strip("/")) for w in _WORD_RE.findall(raw)))
 
 
 @dataclass(frozen=True)
@@ -59,6 +97,8 @@ class ChunkDraft:
     page: int | None = None
     span: tuple[int, int] = (0, 0)  # character offsets in the note body (or page text)
     tokens: int = 0
+    # A continued table's header rows, repeated in front of `text` from elsewhere in the body.
+    prefix_span: tuple[int, int] | None = None
 
     @property
     def embed_text(self) -> str:
@@ -86,6 +126,10 @@ class ChunkRecord:
     page: int | None
     span: tuple[int, int]
     tokens: int
+    # Other notes whose text is in this chunk (through embeds, at any depth). None: unknown
+    # (a row written before provenance was recorded), which readers treat as every note the
+    # chunk's note embeds.
+    sources: tuple[str, ...] | None = ()
 
     @property
     def embed_text(self) -> str:
@@ -110,6 +154,7 @@ class Hit:
     score: float
     ordinal: int = 0
     sources: tuple[str, ...] = ()  # "dense", "lexical"
+    provenance: tuple[str, ...] = ()  # other notes whose text is in it (through embeds)
 
 
 @dataclass(frozen=True)
@@ -125,6 +170,14 @@ class Scope:
     # (key, value) pairs a note's frontmatter must match, e.g. (("status", "active"),); the
     # retriever resolves them to `notes` through the registry.
     frontmatter: tuple[tuple[str, str], ...] = ()
+
+    def __post_init__(self) -> None:
+        # Names enter in whatever form they were typed or read: compare them in NFC only.
+        for name in ("folders", "tags", "notes", "exclude_folders", "exclude_tags"):
+            value = getattr(self, name)
+            canon = tuple(nfc(v) for v in value)
+            if canon != value:
+                object.__setattr__(self, name, canon)
 
     def key(self) -> str:
         """A stable string for cache keys."""
@@ -149,9 +202,13 @@ class Scope:
             return None
         return replace(self, folders=f, tags=t)
 
-    def allows(self, path: str, tags: list[str] | tuple[str, ...], private: bool) -> bool:
+    def allows(self, path: str, tags: list[str] | tuple[str, ...], private: bool,
+               suspect: tuple[str, ...] = ()) -> bool:
+        """May this scope show the note at `path`? `suspect`: the words of its frontmatter
+        when that could not be parsed; a private (excluded) tag among them hides it."""
         if private and not self.include_private:
             return False
+        path = nfc(path)
         if self.notes and path not in self.notes:
             return False
         folder = path.rsplit("/", 1)[0] if "/" in path else ""
@@ -161,11 +218,12 @@ class Scope:
             return False
         if self.tags and not any(_tag_matches(t, want) for t in tags for want in self.tags):
             return False
-        return not any(_tag_matches(t, no) for t in tags for no in self.exclude_tags)
+        hidden = (*tags, *suspect)
+        return not any(_tag_matches(t, no) for t in hidden for no in self.exclude_tags)
 
 
 def _under(folder: str, prefix: str) -> bool:
-    prefix = prefix.strip("/")
+    prefix, folder = name_key(prefix.strip("/")), name_key(folder)
     return prefix == "" or folder == prefix or folder.startswith(prefix + "/")
 
 
@@ -194,7 +252,7 @@ def _intersect(
 
 def _tag_matches(tag: str, wanted: str) -> bool:
     """`#project` matches `#project` and `#project/alpha` (Obsidian's nested tags)."""
-    tag, wanted = tag.lower().lstrip("#"), wanted.lower().lstrip("#")
+    tag, wanted = name_key(tag.lstrip("#")), name_key(wanted.lstrip("#"))
     return tag == wanted or tag.startswith(wanted + "/")
 
 

@@ -32,6 +32,9 @@ class Turn:
 
     question: str
     answer: str
+    # The notes the answer cited, when known: a turn whose notes this place may no longer see
+    # is left out of the history (engine/answer.py). None: unknown (kept as it was shown).
+    sources: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)

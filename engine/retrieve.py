@@ -17,6 +17,7 @@ import numpy as np
 from engine.index import Index
 from engine.language import note_language, question_language
 from engine.models import ChunkRecord, Hit, Scope
+from engine.provenance import sources_of, visible
 from engine.registry import NoteInfo
 
 Mode = Literal["dense", "lexical", "hybrid"]
@@ -205,6 +206,9 @@ class Retriever:
             if same and cfg.impute_foreign:
                 self._impute_foreign(lang, rankings, rrf_k, records, notes, scores)
         ranked = sorted(scores, key=lambda c: scores[c], reverse=True)
+        # The decision on what may be shown (engine/provenance.py): the stores filtered by each
+        # chunk's own note; this also checks every note embedded into it.
+        shown = visible(scope, records.values(), self.index.registry, notes)
         want = k * self.rerank_pool if self.reranker is not None else k
         hits: list[Hit] = []
         per_note: dict[str, int] = {}
@@ -213,13 +217,14 @@ class Retriever:
             if rec is None:  # deleted between the store lookup and now
                 continue
             info = notes.get(rec.note_path)
-            if info is None or not scope.allows(rec.note_path, info.tags, info.private):
-                continue  # belt and braces: the stores filter too
+            if info is None or cid not in shown:
+                continue
             if per_note.get(rec.note_path, 0) >= cfg.per_note:
                 continue
             per_note[rec.note_path] = per_note.get(rec.note_path, 0) + 1
             hits.append(Hit(cid, rec.note_path, info.title, rec.heading_path, rec.page, rec.text,
-                            float(scores[cid]), rec.ordinal, tuple(sorted(origin.get(cid, ())))))
+                            float(scores[cid]), rec.ordinal, tuple(sorted(origin.get(cid, ()))),
+                            sources_of(rec, info)))
             if len(hits) >= want:
                 break
         if self.reranker is not None and hits:
@@ -228,7 +233,7 @@ class Retriever:
             if timings is not None:
                 timings["rerank"] = round((time.perf_counter() - t) * 1000, 2)
         if cfg.neighbours:
-            hits = self._expand(hits)
+            hits = self._expand(hits, scope)
         return hits
 
     def _same_language(self, lang: str, top_keyword_chunk: str, records: dict[str, ChunkRecord],
@@ -280,13 +285,22 @@ class Retriever:
                 self.note_languages.put(key, out[path])
         return out
 
-    def _expand(self, hits: list[Hit]) -> list[Hit]:
-        """Widen each hit with its neighbouring chunks of the same note (same section order)."""
-        by_note = self.index.registry.chunks_of_notes({h.note_path for h in hits})
+    def _expand(self, hits: list[Hit], scope: Scope) -> list[Hit]:
+        """Widen each hit with its neighbouring chunks of the same note (same section order),
+        those the scope may see: a neighbour may hold another note's embedded text."""
+        registry = self.index.registry
+        by_note = registry.chunks_of_notes({h.note_path for h in hits})
+        notes: dict[str, NoteInfo] = {}
+        shown = visible(scope, (c for cs in by_note.values() for c in cs), registry, notes)
         out = []
         for h in hits:
-            chunks = by_note.get(h.note_path, [])
             lo, hi = h.ordinal - self.config.neighbours, h.ordinal + self.config.neighbours
-            around = [c.text for c in chunks if lo <= c.ordinal <= hi]
-            out.append(replace(h, text="\n\n".join(around) if around else h.text))
+            around = [c for c in by_note.get(h.note_path, [])
+                      if lo <= c.ordinal <= hi and c.id in shown]
+            if not around:
+                out.append(h)
+                continue
+            provenance = {p for c in around for p in sources_of(c, notes.get(h.note_path))}
+            out.append(replace(h, text="\n\n".join(c.text for c in around),
+                               provenance=tuple(sorted(provenance))))
         return out

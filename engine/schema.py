@@ -20,6 +20,13 @@ from sqlalchemy import (
 
 metadata = MetaData()
 
+# Columns added after the first release, as (table, column): `Registry` adds any that an older
+# registry lacks (ALTER TABLE ... ADD COLUMN; every one of them is nullable).
+ADDED_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("notes", "frontmatter_error"),
+    ("chunks", "sources"),
+)
+
 notes = Table(
     "notes",
     metadata,
@@ -41,6 +48,8 @@ notes = Table(
     Column("missing_embeds", JSON, nullable=False, default=list),
     Column("warnings", JSON, nullable=False, default=list),
     Column("private", Boolean, nullable=False, default=False),
+    # The raw frontmatter when it is not valid YAML (visibility is judged on it: fail closed).
+    Column("frontmatter_error", Text, nullable=True),
     Column("version", Integer, nullable=False, default=1),
     Column("embed_model", String(200), nullable=False),
     Column("indexed_at", Float, nullable=False),
@@ -59,6 +68,9 @@ chunks = Table(
     Column("span_start", Integer, nullable=False),
     Column("span_end", Integer, nullable=False),
     Column("tokens", Integer, nullable=False),
+    # Other notes whose text is in this chunk through embeds (any depth); NULL in rows written
+    # before provenance was recorded, read as "every note the chunk's note embeds".
+    Column("sources", JSON, nullable=True),
     Index("ix_chunks_note", "note_id"),
 )
 
@@ -112,6 +124,8 @@ answer_cache = Table(
     Column("notes", JSON, nullable=False),  # {path: stamp}
     Column("created_at", Float, nullable=False),
     Index("ix_answer_cache_scope", "scope_key"),
+    # Never reuse a deleted row's id: other processes mirror rows by id (AnswerCache).
+    sqlite_autoincrement=True,
 )
 
 query_log = Table(

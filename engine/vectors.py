@@ -16,6 +16,7 @@ from urllib.parse import urlparse
 import numpy as np
 
 from engine.models import ChunkRecord, Scope, folder_ancestors
+from engine.names import name_key
 
 if TYPE_CHECKING:
     from engine.registry import NoteInfo
@@ -37,13 +38,15 @@ class VectorMeta:
 
     @classmethod
     def of(cls, chunk: ChunkRecord, note: NoteInfo) -> VectorMeta:
-        return cls(chunk.note_path, note.tags, note.private)
+        # Unparseable frontmatter's words count as tags, so an excluded tag among them filters
+        # the chunk out already here (engine/provenance.py makes the decision).
+        return cls(chunk.note_path, (*note.tags, *note.suspect), note.private)
 
     def to_chroma(self) -> dict[str, Any]:
         meta: dict[str, Any] = {"path": self.path, "private": self.private}
         # Lists let `$contains` filter by any ancestor folder or any tag (prefix of nested tags);
         # Chroma rejects empty lists, so absent means none.
-        folders = folder_ancestors(self.path)
+        folders = [name_key(f) for f in folder_ancestors(self.path)]
         if folders:
             meta["folders"] = folders
         tags = _tag_prefixes(self.tags)
@@ -55,7 +58,7 @@ class VectorMeta:
 def _tag_prefixes(tags: Iterable[str]) -> list[str]:
     out: list[str] = []
     for tag in tags:
-        parts = tag.lower().lstrip("#").split("/")
+        parts = name_key(tag.lstrip("#")).split("/")
         for i in range(len(parts)):
             p = "/".join(parts[: i + 1])
             if p and p not in out:
@@ -78,17 +81,17 @@ def scope_where(scope: Scope | None) -> dict[str, Any] | None:
     if scope.notes:
         clauses.append({"path": {"$in": list(scope.notes)}})
     if scope.folders:
-        folders = [f.strip("/") for f in scope.folders]
+        folders = [name_key(f.strip("/")) for f in scope.folders]
         if "" not in folders:
             ors = [{"folders": {"$contains": f}} for f in folders]
             clauses.append(ors[0] if len(ors) == 1 else {"$or": ors})
     for f in scope.exclude_folders:
-        clauses.append({"folders": {"$not_contains": f.strip("/")}})
+        clauses.append({"folders": {"$not_contains": name_key(f.strip("/"))}})
     if scope.tags:
-        ors = [{"tags": {"$contains": tag.lower().lstrip("#")}} for tag in scope.tags]
+        ors = [{"tags": {"$contains": name_key(tag.lstrip("#"))}} for tag in scope.tags]
         clauses.append(ors[0] if len(ors) == 1 else {"$or": ors})
     for tag in scope.exclude_tags:
-        clauses.append({"tags": {"$not_contains": tag.lower().lstrip("#")}})
+        clauses.append({"tags": {"$not_contains": name_key(tag.lstrip("#"))}})
     if not clauses:
         return None
     return clauses[0] if len(clauses) == 1 else {"$and": clauses}

@@ -648,7 +648,8 @@ def _continued(
 ) -> ChunkDraft:
     """A chunk of table rows with the table's header repeated in front; its span is the rows'."""
     d = _draft(text, start, end, path, None, tokens)
-    return dataclasses.replace(d, text=text[header[0] : header[1]].strip() + "\n" + d.text)
+    return dataclasses.replace(d, text=text[header[0] : header[1]].strip() + "\n" + d.text,
+                               prefix_span=header)
 
 
 def _numbered(drafts: list[ChunkDraft]) -> list[ChunkDraft]:
@@ -664,6 +665,7 @@ def _numbered(drafts: list[ChunkDraft]) -> list[ChunkDraft]:
                 page=d.page,
                 span=d.span,
                 tokens=d.tokens,
+                prefix_span=d.prefix_span,
             )
         )
     return out

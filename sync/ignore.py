@@ -21,7 +21,8 @@ Rules, in order:
    when they point inside the vault: that rules out loops and escapes without having
    to track visited inodes. Files below a symlinked directory are never candidates.
 
-``.vaultbotignore`` syntax (a gitignore subset; matching is case-sensitive):
+``.vaultbotignore`` syntax (a gitignore subset; matching is case-sensitive, names compared
+in Unicode NFC):
 
 - one pattern per line; blank lines and lines starting with ``#`` are ignored;
   surrounding whitespace is stripped;
@@ -53,6 +54,8 @@ import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+
+from engine.names import nfc
 
 logger = logging.getLogger(__name__)
 
@@ -146,7 +149,7 @@ class _Rules:
             (True, False): [],
             (True, True): [],
         }
-        for lineno, raw in enumerate(text.splitlines(), 1):
+        for lineno, raw in enumerate(nfc(text).splitlines(), 1):
             line = raw.strip()
             if not line or line.startswith("#"):
                 continue
@@ -176,7 +179,9 @@ class _Rules:
         )
 
     def excludes(self, rel: str, name: str, is_dir: bool) -> bool:
-        """Does a pattern match this exact path (its ancestors are not checked here)?"""
+        """Does a pattern match this exact path (its ancestors are not checked here)? Both
+        sides are compared in NFC, so a rule typed `인사` matches a folder macOS wrote in NFD."""
+        rel, name = nfc(rel), nfc(name)
         if self.name_any is not None and self.name_any.fullmatch(name):
             return True
         if self.path_any is not None and self.path_any.fullmatch(rel):

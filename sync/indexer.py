@@ -18,7 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from engine.index import Index
-from engine.models import ChunkRecord, ParsedNote, chunk_id, sha256_hex
+from engine.models import ChunkDraft, ChunkRecord, ParsedNote, chunk_id, sha256_hex
+from engine.names import nfc
 from engine.registry import NoteInfo, NoteState, NoteWrite
 from sync.chunk import chunk_note
 from sync.ignore import VaultFilter
@@ -30,7 +31,9 @@ log = logging.getLogger(__name__)
 
 # Bump when parsing or chunking changes what chunks a note yields: every note is then re-chunked
 # (the embedding cache still saves every embedding whose text did not change).
-PIPELINE_VERSION = 2  # 2: a long table's later chunks repeat its header
+# 2: a long table's later chunks repeat its header; 3: chunk provenance (embed sources), NFC
+# paths, private embeds left out, case-folded folder and tag metadata.
+PIPELINE_VERSION = 3
 RESCAN = "/"  # a watcher batch entry meaning "look at everything"
 
 Progress = Callable[[int, int], None]
@@ -75,6 +78,16 @@ class _Work:
     moved_from: str | None = None
 
 
+def chunk_sources(note: ParsedNote, draft: ChunkDraft) -> tuple[str, ...]:
+    """The other notes whose text is in this chunk: every embed region its text overlaps."""
+    if not note.embed_regions:
+        return ()
+    spans = [draft.span] + ([draft.prefix_span] if draft.prefix_span else [])
+    found = [p for start, end, paths in note.embed_regions for s, e in spans
+             if start < e and s < end for p in paths]
+    return tuple(sorted(set(found) - {note.path}))
+
+
 class Indexer:
     """Keeps an Index equal to a vault. Not thread-safe: one sync at a time (the lock)."""
 
@@ -95,6 +108,7 @@ class Indexer:
         self.group_texts = group_texts
         self.filter = vault_filter or VaultFilter(self.vault)
         self.on_change: list[Callable[[set[str]], None]] = []  # called with changed note paths
+        self._disk: dict[str, str] = {}  # canonical (NFC) path -> the name on disk
 
     # ------------------------------------------------------------------ API
     def sync(self, hint: Iterable[str] = (), progress: Progress | None = None) -> SyncStats:
@@ -103,6 +117,7 @@ class Indexer:
         t0 = time.perf_counter()
         reg = self.index.registry
         stats = SyncStats()
+        hint = [nfc(h) for h in hint]  # the watcher reports names as the file system spells them
         unfinished = reg.unfinished_runs()
         run_id = reg.start_run(self.index.model)
         try:
@@ -140,7 +155,7 @@ class Indexer:
     def _sync(self, hint: set[str], stats: SyncStats, progress: Progress | None, full: bool) -> None:
         reg = self.index.registry
         model = self.index.model
-        files = {p: (st.st_size, st.st_mtime_ns) for p, st in self.filter.walk()}
+        files, twins = self._walk(stats)
         states = reg.note_states()
         skips = reg.skipped()
         rescan = RESCAN in hint or full
@@ -157,7 +172,7 @@ class Indexer:
                 stats.skipped.append({"path": path, "reason": skip.reason})
                 continue
             try:
-                data = (self.vault / path).read_bytes()
+                data = self.file(path).read_bytes()
             except OSError as exc:  # vanished or unreadable between walk and read
                 self._skip(stats, path, f"cannot read: {exc.strerror or exc}", size, mtime_ns)
                 continue
@@ -196,7 +211,7 @@ class Indexer:
             if found or touched.intersection(state.embedded):
                 size, mtime_ns = files[path]
                 try:
-                    data = (self.vault / path).read_bytes()
+                    data = self.file(path).read_bytes()
                 except OSError:
                     continue
                 work.append(_Work(path, size, mtime_ns, data, sha256_hex(data), state))
@@ -234,12 +249,36 @@ class Indexer:
             stats.chunks_deleted += len(removed)
             self._notify(set(gone))
         # Skips of files that no longer exist are forgotten.
-        reg.forget_skips(p for p in skips if p not in files)
+        reg.forget_skips(p for p in skips if p not in files and p not in twins)
+
+    def _walk(self, stats: SyncStats) -> tuple[dict[str, tuple[int, int]], set[str]]:
+        """Every candidate file under its canonical (NFC) path, with its size and mtime. Paths
+        are NFC everywhere past this point; `_disk` maps them back to the names on disk. Two
+        files whose names differ only in normalisation (possible on Linux) would be one note:
+        the second is skipped with its reason."""
+        files: dict[str, tuple[int, int]] = {}
+        disk: dict[str, str] = {}
+        twins: set[str] = set()
+        for raw, st in self.filter.walk():
+            path = nfc(raw)
+            if path in disk:
+                twins.add(raw)
+                self._skip(stats, raw, f"same name as {disk[path]!r} in another Unicode form "
+                           "(NFC/NFD); rename one of them", st.st_size, st.st_mtime_ns)
+                continue
+            disk[path] = raw
+            files[path] = (st.st_size, st.st_mtime_ns)
+        self._disk = disk
+        return files, twins
+
+    def file(self, path: str) -> Path:
+        """The file on disk for a canonical vault path."""
+        return self.vault / self._disk.get(path, path)
 
     def _parse(self, w: _Work, resolver: LinkResolver, stats: SyncStats) -> ParsedNote | None:
         try:
             if w.path.lower().endswith(".pdf"):
-                return parse_pdf(w.path, self.vault / w.path)
+                return parse_pdf(w.path, self.file(w.path))
             text = w.data.decode("utf-8", errors="replace")
             if "\ufffd" in text and b"\xef\xbf\xbd" not in w.data:
                 log.warning("%s: not valid UTF-8; undecodable bytes replaced", w.path)
@@ -253,7 +292,7 @@ class Indexer:
 
     def _read_note(self, path: str) -> str | None:
         try:
-            return (self.vault / path).read_text(encoding="utf-8", errors="replace")
+            return self.file(path).read_text(encoding="utf-8", errors="replace")
         except OSError:
             return None
 
@@ -271,7 +310,7 @@ class Indexer:
             out.append(ChunkRecord(
                 id=chunk_id(note.path, h, seen[h]), note_path=note.path, ordinal=d.ordinal,
                 text=d.text, text_hash=h, heading_path=d.heading_path, page=d.page, span=d.span,
-                tokens=d.tokens,
+                tokens=d.tokens, sources=chunk_sources(note, d),
             ))
             seen[h] += 1
         return out
@@ -289,7 +328,8 @@ class Indexer:
         # ~10 ms each in Chroma), then one registry transaction, then the deletions.
         infos = {
             note.path: NoteInfo(note.path, note.title, tuple(note.tags), tuple(note.aliases),
-                                note.private, note.kind, note.frontmatter, 0)
+                                note.private, note.kind, note.frontmatter, 0,
+                                embedded=tuple(note.embedded), suspect=note.suspect_tags)
             for _, note, _ in group
         }
         index.put_chunks([c for _, _, recs in group for c in recs], infos, vectors)

@@ -20,7 +20,7 @@ from urllib.parse import unquote
 
 import yaml
 
-from engine.models import Link, ParsedNote
+from engine.models import Link, ParsedNote, is_private_value, mentions_private
 from sync.links import LinkResolver, normalize_target
 
 __all__ = [
@@ -40,6 +40,8 @@ except AttributeError:  # pragma: no cover - depends on the PyYAML build
     _YamlLoader = yaml.SafeLoader
 
 Reader = Callable[[str], "str | None"]
+Region = tuple[int, int, tuple[str, ...]]  # (start, end, notes the text came from)
+Expanded = tuple[str, list[Region]]
 
 # ---------------------------------------------------------------------------------------------
 # Line structure: code fences and headings
@@ -217,19 +219,57 @@ def _json_safe(value: Any) -> Any:
     return str(value)
 
 
-def _load_frontmatter(source: str, warnings: list[str]) -> dict[str, Any]:
+def _load_frontmatter(source: str, note: ParsedNote) -> dict[str, Any]:
     try:
         data = yaml.load(source, Loader=_YamlLoader)  # a safe loader (C or Python)
     except yaml.YAMLError as exc:
         first = str(exc).strip().splitlines()
-        warnings.append(f"invalid YAML frontmatter ignored: {' '.join(first[:3])}")
-        return {}
+        note.warnings.append(f"invalid YAML frontmatter: {' '.join(first[:3])}")
+        # Fail closed: visibility is judged on the raw text (ParsedNote.private), and what
+        # can be read entry by entry (title, tags, aliases) is kept.
+        note.frontmatter_error = source
+        return _salvage(source)
     if data is None:
         return {}
     if not isinstance(data, dict):
-        warnings.append(f"frontmatter ignored: expected a mapping, got {type(data).__name__}")
+        note.warnings.append(f"frontmatter ignored: expected a mapping, got {type(data).__name__}")
+        note.frontmatter_error = source
         return {}
     return _json_safe(data)
+
+
+def _salvage(source: str) -> dict[str, Any]:
+    """The top-level entries of broken frontmatter that parse on their own (`title: A: B`
+    breaks the whole block, while the `tags:` entry below it is fine)."""
+    entries: list[list[str]] = []
+    for line in source.split("\n"):
+        if line[:1] not in ("", " ", "\t", "-", "#") or not entries:
+            entries.append([line])
+        else:
+            entries[-1].append(line)
+    out: dict[str, Any] = {}
+    for entry in entries:
+        try:
+            data = yaml.load("\n".join(entry), Loader=_YamlLoader)
+        except yaml.YAMLError:
+            continue
+        if isinstance(data, dict):
+            out.update(_json_safe(data))
+    return out
+
+
+def _embedded_private(fm_source: str | None) -> bool:
+    """Does an embedded note's frontmatter make it private (unparseable and naming the key
+    counts, as for the note itself)?"""
+    if fm_source is None:
+        return False
+    try:
+        data = yaml.load(fm_source, Loader=_YamlLoader)
+    except yaml.YAMLError:
+        return mentions_private(fm_source)
+    if not isinstance(data, dict):
+        return mentions_private(fm_source)
+    return is_private_value(data.get("private"))
 
 
 def _str_list(value: Any, split: str | None) -> list[str]:
@@ -460,6 +500,7 @@ class _Embedder:
         self.max_depth = max_depth
         self.note = note
         self._bodies: dict[str, str | None] = {}
+        self._private: dict[str, bool] = {}
 
     def _resolve(self, target: str, source: str) -> str | None:
         if self.resolver is not None:
@@ -478,8 +519,9 @@ class _Embedder:
                 self._bodies[path] = None
             else:
                 raw = _normalize_newlines(raw)
-                _, start = split_frontmatter(raw)
+                fm_source, start = split_frontmatter(raw)
                 self._bodies[path] = raw[start:]
+                self._private[path] = _embedded_private(fm_source)
         return self._bodies[path]
 
     def _missing(self, what: str, why: str) -> None:
@@ -487,32 +529,46 @@ class _Embedder:
             self.note.missing_embeds.append(what)
         self.note.warnings.append(f"missing embed {why}")
 
-    def expand(self, text: str, source: str, stack: tuple[str, ...], depth: int) -> str:
+    def expand(self, text: str, source: str, stack: tuple[str, ...], depth: int) -> Expanded:
+        """`text` with its embeds replaced, and where each replacement landed with the notes
+        its text came from (nested embeds included): what a chunk's provenance is made of."""
         if depth >= self.max_depth or "![[" not in text:
-            return text
+            return text, []
         masked = code_mask(text)
         out: list[str] = []
+        regions: list[Region] = []
+        size = 0
         pos = 0
         for m in _WIKILINK_RE.finditer(masked):
             if not m.group(1):
                 continue
+            line_start = masked.rfind("\n", 0, m.start()) + 1
+            line_end = masked.find("\n", m.start())
+            if heading_of(masked[line_start : line_end if line_end >= 0 else len(masked)]):
+                continue  # a heading names its section: it never takes another note's text
             link = _parse_wikilink(m.group(2), True, source)
             if link is None:
                 continue
-            replacement = self._embed_text(link, m.group(2), source, stack, depth)
-            if replacement is None:
+            found = self._embed_text(link, m.group(2), source, stack, depth)
+            if found is None:
                 continue
-            out.append(text[pos : m.start()])
-            out.append(_fit(text, m.start(), m.end(), replacement))
+            replacement, paths = found
+            before = text[pos : m.start()]
+            fitted = _fit(text, m.start(), m.end(), replacement)
+            out += [before, fitted]
+            size += len(before)
+            if paths:
+                regions.append((size, size + len(fitted), paths))
+            size += len(fitted)
             pos = m.end()
         if not out:
-            return text
+            return text, []
         out.append(text[pos:])
-        return "".join(out)
+        return "".join(out), regions
 
     def _embed_text(
         self, link: Link, raw: str, source: str, stack: tuple[str, ...], depth: int
-    ) -> str | None:
+    ) -> tuple[str, tuple[str, ...]] | None:
         written = raw.split("|", 1)[0].rstrip("\\").strip()
         path = self._resolve(link.target, source)
         if path is None:
@@ -530,7 +586,14 @@ class _Embedder:
             self._missing(link.target, f"{written}: file could not be read")
             return None
         if path not in self.note.embedded:
-            self.note.embedded.append(path)
+            self.note.embedded.append(path)  # also when left out: it is re-read if it changes
+        if self._private.get(path) and not self.note.private:
+            # A private note's text never enters a note others may see; the rest of the
+            # note stays searchable. (The note itself is indexed, as private.)
+            if path not in self.note.private_embeds:
+                self.note.private_embeds.append(path)
+                self.note.warnings.append(f"embed of a private note left out: {path}")
+            return "", ()
         if link.block:
             piece = _block(body, link.block)
         elif link.heading:
@@ -540,8 +603,9 @@ class _Embedder:
         if piece is None:
             self._missing(written, f"{written}: heading or block not found in {path}")
             return None
-        piece = self.expand(piece, path, (*stack, path), depth + 1)
-        return _demote_headings(piece).strip("\n")
+        piece, inner = self.expand(piece, path, (*stack, path), depth + 1)
+        paths = (path, *(p for _, _, ps in inner for p in ps if p != path))
+        return _demote_headings(piece).strip("\n"), tuple(dict.fromkeys(paths))
 
 
 def _fit(text: str, start: int, end: int, replacement: str) -> str:
@@ -597,7 +661,7 @@ def parse_markdown(
 
     fm_source, body_start = split_frontmatter(text)
     if fm_source is not None:
-        note.frontmatter = _load_frontmatter(fm_source, note.warnings)
+        note.frontmatter = _load_frontmatter(fm_source, note)
     fm = note.frontmatter
 
     title = fm.get("title")
@@ -615,8 +679,14 @@ def parse_markdown(
     fm_tags = _str_list(tag_value, r"[,\s]+") if tag_value is not None else []
     note.tags = _dedupe_tags(fm_tags + _find_tags(masked))
 
+    regions: list[Region] = []
     if read is not None and max_embed_depth > 0 and "![[" in own:
         expander = _Embedder(resolver, read, max_embed_depth, note)
-        own = expander.expand(own, path, (path,), 0)
+        own, regions = expander.expand(own, path, (path,), 0)
+    lead = len(own) - len(own.lstrip("\n"))
     note.body = own.strip("\n").rstrip()
+    for start, end, paths in regions:  # offsets into the trimmed body
+        start, end = max(0, start - lead), min(len(note.body), end - lead)
+        if end > start:
+            note.embed_regions.append((start, end, paths))
     return note

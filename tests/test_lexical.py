@@ -335,6 +335,7 @@ def test_upsert_chunks_adapter_indexes_title_and_note_metadata() -> None:
         title: str
         tags: tuple[str, ...]
         private: bool
+        suspect: tuple[str, ...] = ()
 
     ix = LexicalIndex(None)
     ix.upsert_chunks(
