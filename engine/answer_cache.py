@@ -110,6 +110,7 @@ class AnswerCache:
                           for i in close[np.argsort(-sims[close])]]
         cutoff = time.time() - self.ttl
         gone: set[int] = set()
+        stale: set[int] = set()
         hit = None
         for row_id, similarity, created in candidates:
             if created < cutoff:
@@ -118,15 +119,23 @@ class AnswerCache:
             with self.registry.engine.connect() as conn:
                 row = conn.execute(select(t.answer_cache.c.question, t.answer_cache.c.answer,
                                           t.answer_cache.c.notes)
-                                   .where(t.answer_cache.c.id == row_id)).first()
-            if row is None:  # evicted or invalidated by another process
-                gone.add(row_id)
+                                   .where(t.answer_cache.c.id == row_id,
+                                          # SQLite may give a deleted row's id to a new row
+                                          # (another process's, maybe another scope's): the
+                                          # id mirrored here is only trusted with its scope.
+                                          t.answer_cache.c.scope_key == key,
+                                          t.answer_cache.c.created_at == created)).first()
+            if row is None:  # evicted, invalidated, or the id now names another row: forget
+                stale.add(row_id)  # it here, and leave whatever row holds the id alone
                 continue
             if self.registry.note_stamps(row.notes) != row.notes:
                 gone.add(row_id)  # a note it used changed or vanished
                 continue
             hit = CacheHit(row.answer, similarity, row.question)
             break
+        if stale:
+            with self._lock:
+                self._forget(stale)
         self._drop(gone)
         return hit
 
@@ -160,11 +169,27 @@ class AnswerCache:
         self._drop(ids)
         return len(ids)
 
-    def clear(self) -> None:
+    def clear(self) -> int:
+        """Delete every entry; returns how many there were."""
         with self.registry.engine.begin() as conn:
-            conn.execute(delete(t.answer_cache))
+            n = conn.execute(delete(t.answer_cache)).rowcount
         with self._lock:
             self._scopes.clear()
+        return n
+
+    def purge_expired(self, now: float | None = None) -> int:
+        """Delete entries older than the TTL; returns how many. Lookups skip them anyway, but
+        an entry holds a question and what the notes said, so it must not outlive the TTL on
+        disk just because no similar question came along."""
+        cutoff = (time.time() if now is None else now) - self.ttl
+        with self.registry.engine.begin() as conn:
+            n = conn.execute(delete(t.answer_cache)
+                             .where(t.answer_cache.c.created_at < cutoff)).rowcount
+        if n:
+            with self._lock:
+                for s in self._scopes.values():
+                    s.forget({i for i, c in zip(s.ids, s.created, strict=True) if c < cutoff})
+        return n
 
     def _drop(self, ids: set[int]) -> None:
         if not ids:

@@ -363,6 +363,9 @@ class BinaryVectorStore:
         self._lock = threading.RLock()
         self._registry: Any = None  # set by follow(): the registry to catch up with
         self._seen: int | None = None  # the registry generation this store reflects
+        # This process's own upserts that the registry may not hold yet (a sync writes the
+        # stores first, the registry last): catch-up must not take them for deleted ones.
+        self._pending: set[str] = set()
 
     @classmethod
     def from_registry(
@@ -386,7 +389,10 @@ class BinaryVectorStore:
         have = [c for c in chunks if c.text_hash in vecs and c.note_path in notes]
         if have:
             metas = [VectorMeta.of(c, notes[c.note_path]) for c in have]
-            self.upsert([c.id for c in have], np.vstack([vecs[c.text_hash] for c in have]), metas)
+            with self._lock:  # read from the registry: confirmed, never pending
+                self.upsert([c.id for c in have], np.vstack([vecs[c.text_hash] for c in have]),
+                            metas)
+                self._pending.difference_update(c.id for c in have)
         return len(have)
 
     # ------------------------------------------------------ other processes' writes
@@ -400,6 +406,7 @@ class BinaryVectorStore:
         """This process's own writes up to `generation` are in the store already."""
         with self._lock:
             self._seen = generation
+            self._pending.clear()
 
     def catch_up(self) -> int:
         """Apply what other processes wrote since the last generation seen; how many chunks
@@ -414,7 +421,8 @@ class BinaryVectorStore:
                 return 0
             registry = self._registry
             want, have = registry.chunk_ids(), set(self.index.ids())
-            gone, new = have - want, want - have
+            self._pending -= want  # committed since
+            gone, new = have - want - self._pending, want - have
             if gone:
                 self.delete(gone)
             added = self._add_records(registry, list(registry.chunks_by_id(new).values())) if new else 0
@@ -430,9 +438,12 @@ class BinaryVectorStore:
         edit): point their slots at the new metadata."""
         paths = {p for p, _, _ in self._metas}
         info = registry.note_info(paths)
-        stale = {i: (p, tuple(info[p].tags), bool(info[p].private))
+        def filter_fields(n: Any) -> tuple[tuple[str, ...], bool]:  # as VectorMeta.of has them
+            return (*n.tags, *n.suspect), bool(n.private)
+
+        stale = {i: (p, *filter_fields(info[p]))
                  for i, (p, t, pr) in enumerate(self._metas)
-                 if p in info and (tuple(info[p].tags), bool(info[p].private)) != (t, pr)}
+                 if p in info and filter_fields(info[p]) != (t, pr)}
         if not stale:
             return 0
         slots = self._meta_of_slot[: len(self.index._id_of_slot)]
@@ -455,6 +466,7 @@ class BinaryVectorStore:
     def upsert(self, ids: Sequence[str], vectors: np.ndarray, metas: Sequence[Any]) -> None:
         with self._lock:
             self._upsert(ids, vectors, metas)
+            self._pending.update(ids)
 
     def _upsert(self, ids: Sequence[str], vectors: np.ndarray, metas: Sequence[Any]) -> None:
         self.index.add(list(ids), vectors)
@@ -474,7 +486,9 @@ class BinaryVectorStore:
         self._generation += 1
 
     def delete(self, ids: Iterable[str]) -> None:
+        ids = list(ids)
         with self._lock:
+            self._pending.difference_update(ids)
             if self.index.remove(ids):
                 self._generation += 1
 

@@ -30,7 +30,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import Connection
 
 from engine import schema as t
-from engine.models import ChunkRecord, ParsedNote
+from engine.models import ChunkRecord, ParsedNote, suspect_words
 
 
 @dataclass(frozen=True)
@@ -58,6 +58,8 @@ class NoteInfo:
     frontmatter: dict[str, Any]
     version: int
     content_hash: str = ""  # with version: what the note holds (a re-added note restarts at 1)
+    embedded: tuple[str, ...] = ()  # notes whose text it pulls in through embeds
+    suspect: tuple[str, ...] = ()  # words of unparseable frontmatter (see ParsedNote)
 
 
 @dataclass(frozen=True)
@@ -93,6 +95,9 @@ def make_engine(url: str) -> Engine:
             cur.execute("PRAGMA journal_mode=WAL")
             cur.execute("PRAGMA synchronous=NORMAL")
             cur.execute("PRAGMA foreign_keys=ON")
+            # Zero what a DELETE frees: purged questions and cached answers must not live on in
+            # free pages. Unlike a VACUUM it covers every delete and needs no exclusive lock.
+            cur.execute("PRAGMA secure_delete=ON")
             cur.close()
 
         return engine
@@ -104,6 +109,7 @@ class Registry:
         self.url = url
         self.engine = make_engine(url)
         t.metadata.create_all(self.engine)
+        _add_missing_columns(self.engine)
 
     def close(self) -> None:
         self.engine.dispose()
@@ -147,7 +153,26 @@ class Registry:
                 for r in rows:
                     out[r.path] = NoteInfo(r.path, r.title, tuple(r.tags), tuple(r.aliases),
                                            r.private, r.kind, dict(r.frontmatter), r.version,
-                                           r.content_hash)
+                                           r.content_hash, tuple(r.embedded or ()),
+                                           suspect_words(r.frontmatter_error)
+                                           if r.frontmatter_error else ())
+        return out
+
+    def privacy_notes(self) -> list[dict[str, str]]:
+        """Notes whose visibility was decided by a fail-closed rule or that lost text to it:
+        unparseable frontmatter, and embeds of private notes left out (for `status`)."""
+        cols = (t.notes.c.path, t.notes.c.private, t.notes.c.warnings,
+                t.notes.c.frontmatter_error.is_not(None).label("bad"))
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(*cols).order_by(t.notes.c.path)).all()
+        out = []
+        for r in rows:
+            if r.bad:
+                out.append({"path": r.path, "reason": "frontmatter is not valid YAML; "
+                            + ("private (it names the private key)" if r.private else
+                               "hidden wherever a private tag appears in it")})
+            out += [{"path": r.path, "reason": w} for w in (r.warnings or [])
+                    if w.startswith("embed of a private note left out")]
         return out
 
     def paths_where(self, frontmatter: dict[str, str]) -> list[str]:
@@ -368,6 +393,27 @@ class Registry:
             }
 
 
+def _add_missing_columns(engine: Engine) -> None:
+    """Bring an older registry's tables up to date (schema.ADDED_COLUMNS)."""
+    from sqlalchemy import inspect
+
+    have: dict[str, set[str]] = {}
+    insp = inspect(engine)
+    todo = []
+    for table, column in t.ADDED_COLUMNS:
+        if table not in have:
+            have[table] = {c["name"] for c in insp.get_columns(table)}
+        if column not in have[table]:
+            todo.append((table, column))
+    if not todo:
+        return
+    with engine.begin() as conn:
+        for table, column in todo:
+            col = t.metadata.tables[table].c[column]
+            kind = col.type.compile(dialect=engine.dialect)
+            conn.exec_driver_sql(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
+
+
 def _json_list(raw: str | list[str] | None) -> tuple[str, ...]:
     if isinstance(raw, list):  # PostgreSQL's driver has already decoded json columns
         return tuple(raw)
@@ -391,6 +437,7 @@ def _note_values(w: NoteWrite, embed_model: str) -> dict[str, Any]:
         missing_embeds=list(note.missing_embeds),
         warnings=list(note.warnings),
         private=note.private,
+        frontmatter_error=note.frontmatter_error,
         embed_model=embed_model,
         indexed_at=time.time(),
     )
@@ -485,7 +532,8 @@ def _bump_generation(conn: Connection) -> None:
 def _chunk_row(note_id: int, c: ChunkRecord) -> dict[str, Any]:
     return dict(id=c.id, note_id=note_id, ordinal=c.ordinal, text=c.text, text_hash=c.text_hash,
                 heading=list(c.heading_path), page=c.page, span_start=c.span[0],
-                span_end=c.span[1], tokens=c.tokens)
+                span_end=c.span[1], tokens=c.tokens,
+                sources=None if c.sources is None else list(c.sources))
 
 
 def _chunks_with_paths() -> Any:
@@ -496,7 +544,8 @@ def _chunks_with_paths() -> Any:
 def _chunk_record(r: Any) -> ChunkRecord:
     return ChunkRecord(id=r.id, note_path=r.path, ordinal=r.ordinal, text=r.text,
                        text_hash=r.text_hash, heading_path=tuple(r.heading or ()), page=r.page,
-                       span=(r.span_start, r.span_end), tokens=r.tokens)
+                       span=(r.span_start, r.span_end), tokens=r.tokens,
+                       sources=None if r.sources is None else tuple(r.sources))
 
 
 def _link_json(link: Any) -> dict[str, Any]:
