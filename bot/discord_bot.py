@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterator, Sequence
@@ -38,6 +39,7 @@ from discord.http import Route
 from bot.access import Access, AccessDenied
 from bot.render_discord import CURSOR, answer_messages, answer_of_embeds, stream_preview
 from engine.answer import Answer, Asker, AskOptions, Done, Token
+from engine.citations import cited_paths
 from engine.prompt import Turn
 
 log = logging.getLogger(__name__)
@@ -214,7 +216,8 @@ class VaultbotDiscord(discord.Client):
     answering plain messages in threads; `/ask` keeps working."""
 
     def __init__(self, asker: Asker, access: Access | None = None, *, guild_id: int | None = None,
-                 edit_interval: float = 1.0, follow_ups: bool = True, **options: Any) -> None:
+                 edit_interval: float = 1.0, follow_ups: bool = True, mask: bool = True,
+                 **options: Any) -> None:
         intents = discord.Intents.default()  # guilds + guild messages: channels, threads, events
         intents.message_content = follow_ups
         options.setdefault("allowed_mentions", discord.AllowedMentions.none())
@@ -224,6 +227,7 @@ class VaultbotDiscord(discord.Client):
         self.guild_id = guild_id
         self.edit_interval = edit_interval
         self.follow_ups = follow_ups
+        self.mask = mask  # VAULTBOT_MASK: secrets and personal data leave as "(masked)"
         self.tree = app_commands.CommandTree(self)
         self._conversations: OrderedDict[int, _Conversation] = OrderedDict()
         self._not_ours: OrderedDict[int, None] = OrderedDict()  # fetched channels that are not our threads
@@ -322,7 +326,7 @@ class VaultbotDiscord(discord.Client):
         # Acknowledge first: everything after this may take longer than Discord's 3 seconds.
         await interaction.response.defer(ephemeral=private, thinking=True)
         target = _InteractionTarget(interaction, ephemeral=private)
-        options = AskOptions(scope=scope, channel="discord")
+        options = AskOptions(scope=scope, channel="discord", mask=self.mask)
 
         if thread is not None and private:  # others cannot see it: not a turn of the thread
             known = self._conversations.get(thread.id)
@@ -336,7 +340,7 @@ class VaultbotDiscord(discord.Client):
                 options.history = history
                 answer = await self._answer(question, options, target, title=question)
                 if answer is not None:
-                    conv.turns = (history + [Turn(question, answer.text)])[-MAX_TURNS:]
+                    conv.turns = (history + [Turn(question, answer.text, tuple(c.path for c in answer.sources))])[-MAX_TURNS:]
             return
 
         answer = await self._answer(question, options, target, title=question)
@@ -350,7 +354,7 @@ class VaultbotDiscord(discord.Client):
                         "have the Create Public Threads permission?", exc.status, exc.code)
             return
         conv = self._conversation(opened.id, channel.id, interaction.guild_id)
-        conv.turns = [Turn(question, answer.text)]
+        conv.turns = [Turn(question, answer.text, tuple(c.path for c in answer.sources))]
 
     # ------------------------------------------------------------------ thread follow-ups
 
@@ -393,10 +397,10 @@ class VaultbotDiscord(discord.Client):
         target = _ReplyTarget(message)
         await target.start()
         history = await self._turns(conv, thread_id, before=message)
-        options = AskOptions(scope=scope, history=history, channel="discord")
+        options = AskOptions(scope=scope, history=history, channel="discord", mask=self.mask)
         answer = await self._answer(question, options, target, title=None)
         if answer is not None:
-            conv.turns = (history + [Turn(question, answer.text)])[-MAX_TURNS:]
+            conv.turns = (history + [Turn(question, answer.text, tuple(c.path for c in answer.sources))])[-MAX_TURNS:]
 
     async def _our_thread(self, channel: Any) -> discord.Thread | None:
         """The thread a message was posted in, if vaultbot opened it (so it answers there)."""
@@ -492,16 +496,21 @@ def turns_from_messages(messages: Sequence[discord.Message], me: int) -> list[Tu
     questions: dict[int, str] = {}
     for m in messages:
         if m.author.id == me:
-            question, text = answer_of_embeds([e.to_dict() for e in m.embeds])
+            embeds = [e.to_dict() for e in m.embeds]
+            question, text = answer_of_embeds(embeds)
             if not text:
                 continue  # placeholders, error messages, the thread starter notice
+            # The notes its sources linked to: the engine checks them again before reuse.
+            sources = cited_paths(json.dumps(embeds) + m.content)
             ref = m.reference.message_id if m.reference is not None else None
             if question is None and ref is not None:
                 question = questions.get(ref)
             if question is not None:
-                turns.append(Turn(question, text))
+                turns.append(Turn(question, text, sources))
             elif turns:
-                turns[-1] = Turn(turns[-1].question, turns[-1].answer + "\n\n" + text)
+                last = turns[-1]
+                turns[-1] = Turn(last.question, last.answer + "\n\n" + text,
+                                 tuple(dict.fromkeys((*(last.sources or ()), *sources))))
         elif not m.author.bot and m.type in QUESTION_TYPES and m.content.strip():
             questions[m.id] = m.content.strip()
     return turns[-MAX_TURNS:]

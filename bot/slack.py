@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import re
 import threading
@@ -56,6 +57,7 @@ from bot.render_slack import (
     progress_text,
 )
 from engine.answer import Answer, Asker, AskOptions, Done, Token
+from engine.citations import cited_paths
 from engine.prompt import Turn
 from engine.querylog import QueryLog
 
@@ -143,20 +145,22 @@ def thread_turns(
     turns: list[Turn] = []
     question: str | None = None
     answer: list[str] = []
+    sources: list[str] = []  # the notes the bot's reply linked to: checked again by the engine
     for m in sorted(messages, key=lambda m: _ts(m.get("ts"))):
         if _ts(m.get("ts")) >= _ts(before_ts):
             break
         if _is_bot(m, bot_user_id, bot_id):
             if question is not None:
                 answer.append(answer_text_of(m))
+                sources += cited_paths(json.dumps(m.get("blocks") or []) + str(m.get("text") or ""))
             continue
         if m.get("bot_id") or m.get("subtype") not in _HUMAN_SUBTYPES:
             continue
         if question and any(answer):
-            turns.append(Turn(question, "\n\n".join(a for a in answer if a)))
-        question, answer = clean_question(str(m.get("text") or ""), bot_user_id), []
+            turns.append(Turn(question, "\n\n".join(a for a in answer if a), tuple(sources)))
+        question, answer, sources = clean_question(str(m.get("text") or ""), bot_user_id), [], []
     if question and any(answer):
-        turns.append(Turn(question, "\n\n".join(a for a in answer if a)))
+        turns.append(Turn(question, "\n\n".join(a for a in answer if a), tuple(sources)))
     return turns[-max_turns:] if max_turns > 0 else []
 
 
@@ -344,8 +348,10 @@ class SlackBot:
         streaming: bool = True,
         reaction: str = "eyes",
         on_answer: Callable[[Answer, str], None] | None = None,
+        mask: bool = True,
     ) -> None:
         self.asker = asker
+        self.mask = mask  # VAULTBOT_MASK: secrets and personal data leave as "(masked)"
         self.querylog = querylog
         self.access = access
         self.update_interval = update_interval
@@ -547,7 +553,8 @@ class SlackBot:
                 if replies is None:
                     replies = await self._replies(client, channel, thread_ts)
                 history = thread_turns(replies, before_ts=ts, bot_user_id=bot_user_id, bot_id=bot_id)
-            options = AskOptions(scope=scope, history=history, channel=f"slack:{channel}")
+            options = AskOptions(scope=scope, history=history, channel=f"slack:{channel}",
+                                 mask=self.mask)
             answer: Answer | None = None
             async for ev in self.asker.stream(question, options):
                 if isinstance(ev, Token):
@@ -654,6 +661,7 @@ def build_slack_app(
     update_interval: float = 1.0,
     streaming: bool = True,
     on_answer: Callable[[Answer, str], None] | None = None,
+    mask: bool = True,
 ) -> VaultbotSlackApp:
     """The Bolt app. `signing_secret` is required for HTTP mode (`mount_http`) and unused in
     Socket Mode. `api_url` overrides the Web API base URL (tests). `on_answer(answer, "slack")`
@@ -672,7 +680,7 @@ def build_slack_app(
     )
     app.verifies_requests = bool(signing_secret)
     app.bot = SlackBot(asker, querylog, access, update_interval=update_interval,
-                       streaming=streaming, on_answer=on_answer)
+                       streaming=streaming, on_answer=on_answer, mask=mask)
     app.bot.register(app)
     return app
 

@@ -7,7 +7,7 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from engine.answer_cache import AnswerCache
@@ -15,8 +15,10 @@ from engine.citations import Citation, MarkerFilter, make_citations
 from engine.extractive import extractive_answer
 from engine.llm.base import Generator, LLMError
 from engine.llm.routing import routing_reason
+from engine.mask import default_masker
 from engine.models import Hit, Scope
 from engine.prompt import Budget, Turn, build_messages, question_language
+from engine.provenance import note_visible, visible
 from engine.querylog import QueryLog
 from engine.retrieve import Retriever
 
@@ -116,6 +118,9 @@ class AskOptions:
     deep: bool = False
     use_cache: bool = True
     channel: str = "cli"
+    # Secrets and personal data in the notes become "(masked)" before the prompt, the snippets
+    # and the answer (VAULTBOT_MASK: bots and the API; the owner's CLI sees the notes as they are).
+    mask: bool = False
 
 
 class Asker:
@@ -170,6 +175,7 @@ class Asker:
 
         model = self.choose_model(question, opts.deep) if self.generator is not None else None
         variant = f"{'llm' if self.generator else 'extractive'}|{model}|{self.k}"
+        variant += "|masked" if opts.mask else ""  # a masked answer is never served unmasked
         key = AnswerCache.scope_key(opts.scope.key(), variant)
         # Follow-ups depend on the thread, so they are neither served from nor put in the cache.
         cacheable = self.cache is not None and opts.use_cache and not opts.history
@@ -179,6 +185,9 @@ class Asker:
         t = mark("embed", t)
         if cacheable:
             hit = await asyncio.to_thread(self.cache.lookup, key, qvec)  # type: ignore[union-attr]
+            if hit is not None and not await asyncio.to_thread(self._may_show, hit.answer,
+                                                               opts.scope):
+                hit = None  # never served to a scope that may not see all of its sources
             t = mark("cache", t)
             if hit is not None:
                 answer = Answer.from_cache(question, hit.answer)
@@ -191,6 +200,9 @@ class Asker:
                 yield Done(answer)
                 return
 
+        if opts.history:  # earlier answers whose notes this place may no longer see go
+            opts = replace(opts, history=await asyncio.to_thread(
+                self._visible_history, opts.history, opts.scope))
         search_query = question
         if opts.history:  # "and when is it?" needs the thread's subject to retrieve anything
             search_query = f"{opts.history[-1].question}\n{question}"
@@ -201,6 +213,9 @@ class Asker:
         )
         retrieval_cached = self.retriever.results.hits > before
         t = mark("retrieve", t)
+        if opts.mask:  # before the prompt, the extractive answer and the citations' snippets
+            hits = default_masker().mask_hits(hits)
+            t = mark("mask", t)
         citations = make_citations(hits, self.vault_name, self.note_url)
         yield Sources(citations)
 
@@ -224,7 +239,7 @@ class Asker:
         if cacheable and answer.error is None and answer.notice is None and hits:
             await asyncio.to_thread(
                 self.cache.store, key, question, qvec, answer.to_cache(),  # type: ignore[union-attr]
-                sorted({c.path for c in citations}),
+                sorted({h.note_path for h in hits} | {p for h in hits for p in h.provenance}),
             )
         answer.query_id = await asyncio.to_thread(self._log, answer, opts)
         yield Done(answer)
@@ -235,20 +250,30 @@ class Asker:
         assert self.generator is not None
         messages, used = build_messages(question, hits, citations, opts.history, self.budget)
         marker = MarkerFilter(used)
+        # The model may still repeat what the question or the thread held: the answer is masked
+        # as it streams.
+        masker = default_masker().stream() if opts.mask else None
         parts: list[str] = []
         try:
             async for piece in self.generator.stream(messages, model=model):
                 if "first_token" not in timings:
                     timings["first_token"] = round((time.perf_counter() - t) * 1000, 2)
                 out = marker.feed(piece)
+                if masker is not None:
+                    out = masker.feed(out)
                 if out:
                     parts.append(out)
                     yield Token(out)
             tail = marker.flush()
+            if masker is not None:
+                tail = masker.feed(tail) + masker.flush()
             if tail:
                 parts.append(tail)
                 yield Token(tail)
         except LLMError as exc:
+            if masker is not None and (held := masker.flush()):  # the masker's held-back end
+                parts.append(held)
+                yield Token(held)
             if not parts:  # nothing shown yet: fall back to quoting the notes, and say why
                 log.info("generation failed, answering extractively: %s", exc)
                 answer.mode, answer.model = "extractive", None
@@ -264,6 +289,25 @@ class Asker:
         answer.invalid_citations = marker.removed
         answer.citations = [c for c in citations if c.n in marker.cited]
         answer.unsupported = not answer.citations
+
+    def _visible_history(self, history: list[Turn], scope: Scope) -> list[Turn]:
+        """The turns whose cited notes `scope` may still see (a note made private, moved into
+        a private folder or deleted since takes its answer out of the conversation)."""
+        paths = {p for turn in history for p in turn.sources or ()}
+        if not paths:
+            return list(history)
+        notes = self.retriever.index.registry.note_info(paths)
+        return [turn for turn in history
+                if all(note_visible(scope, notes.get(p)) for p in turn.sources or ())]
+
+    def _may_show(self, cached: dict[str, Any], scope: Scope) -> bool:
+        """May `scope` see every source of a cached answer, as the notes are now?"""
+        ids = [c.get("chunk_id") for c in cached.get("sources", [])]
+        if not ids or not all(ids):
+            return False
+        registry = self.retriever.index.registry
+        chunks = registry.chunks_by_id(ids)
+        return len(chunks) == len(set(ids)) and visible(scope, chunks.values(), registry) == set(ids)
 
     def _extract(self, question: str, hits: list[Hit], answer: Answer, qvec: Any) -> list[Event]:
         embedder = self.retriever.index.embedder
