@@ -74,8 +74,8 @@ def test_ask_streams_server_sent_events(api) -> None:
 
         found = client.get("/search", params={"q": "sourdough starter", "k": 3}).json()
         assert found["results"][0]["path"] == "Recipes/Sourdough bread.md"
-        health = client.get("/health").json()
-        assert health["ok"] and health["index"]["notes"] == 6 and health["ollama"]["reachable"]
+        # No token: ok or not, nothing more (tests/test_secrets.py covers the detail).
+        assert client.get("/health").json() == {"ok": True}
         metrics = client.get("/metrics").text
         assert "vaultbot_questions_total" in metrics and "vaultbot_index_chunks" in metrics
 

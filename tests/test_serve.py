@@ -58,11 +58,14 @@ def _serve(tmp_path: Path, port: int, extra_env: dict[str, str]) -> subprocess.P
 
 
 def _indexed(url: str) -> bool:
+    # Without a token /health says only ok: the launch note being found means the sync is done.
     try:
-        health = httpx.get(f"{url}/health", timeout=2).json()
-    except (httpx.HTTPError, ValueError):
+        ok = httpx.get(f"{url}/health", timeout=2).json()["ok"]
+        found = httpx.get(f"{url}/search", params={"q": "launch", "mode": "lexical"}, timeout=5)
+        paths = {r["path"] for r in found.json()["results"]}
+    except (httpx.HTTPError, ValueError, KeyError):
         return False
-    return health["index"]["notes"] == 6 and health["ok"]
+    return ok and "Projects/Vaultbot launch.md" in paths
 
 
 def _mention(ts: str) -> dict:

@@ -7,11 +7,12 @@ import hmac
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection
 from dataclasses import replace
 from typing import Any, Literal
 
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
+from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
 from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -22,9 +23,12 @@ from prometheus_client import (
     generate_latest,
 )
 from pydantic import BaseModel, Field
+from starlette.types import ASGIApp, Receive, Send
+from starlette.types import Scope as AsgiScope
 
 from engine.answer import Answer, Asker, AskOptions, Done, Failed, Sources, Token
 from engine.index import Index
+from engine.mask import default_masker
 from engine.models import Scope
 from engine.prompt import Turn
 from engine.querylog import QueryLog
@@ -33,6 +37,46 @@ from engine.retrieve import Retriever
 log = logging.getLogger(__name__)
 
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+
+
+def local_hosts(bound: str) -> set[str]:
+    """The Host names a loopback-only API answers to: the loopback names and the bound address
+    (IPv6 in brackets, as it appears in a Host header)."""
+    names = {"localhost", "127.0.0.1", "[::1]", bound.lower()}
+    return names | ({f"[{bound.lower()}]"} if ":" in bound else set())
+
+
+def host_name(header: str) -> str:
+    """A Host header without its port, lower case: `[::1]:8765` -> `[::1]`."""
+    host = header.strip().lower()
+    if host.startswith("["):
+        end = host.find("]")
+        return host[: end + 1] if end > 0 else host
+    return host.rsplit(":", 1)[0] if ":" in host else host
+
+
+class HostCheck:
+    """Answers only requests addressed to an allowed host, any port. A web page can point its
+    own DNS name at 127.0.0.1 (DNS rebinding) and then call the local API from the browser,
+    but the browser still sends the page's name as Host: that request is refused here.
+    `exempt` paths authenticate each request themselves (Slack's signed events)."""
+
+    def __init__(self, app: ASGIApp, allowed: set[str], exempt: Collection[str] = ()) -> None:
+        self.app = app
+        self.allowed = {h.lower() for h in allowed}
+        self.exempt = set(exempt)
+
+    async def __call__(self, scope: AsgiScope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"] not in self.exempt:
+            headers = dict(scope["headers"])
+            host = host_name(headers.get(b"host", b"").decode("latin-1"))
+            if host not in self.allowed:
+                refuse = PlainTextResponse(
+                    "421 Misdirected Request: this API answers requests for localhost only "
+                    "(set VAULTBOT_API_TOKEN to serve other names)\n", status_code=421)
+                await refuse(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
 
 
 class TurnIn(BaseModel):
@@ -102,22 +146,49 @@ def create_app(
     token: str = "",
     llm_health: Callable[[], Awaitable[dict[str, Any]]] | None = None,
     base_scope: Scope | None = None,
+    allowed_hosts: set[str] | None = None,
+    host_check_exempt: Collection[str] = (),
+    mask: bool = True,
 ) -> FastAPI:
-    """`token`: when set, every route but /health needs `Authorization: Bearer <token>`.
-    `base_scope`: what API callers may see at most (private notes are always excluded)."""
-    app = FastAPI(title="vaultbot", version="0.1.0")
+    """`token`: when set, every route needs `Authorization: Bearer <token>`, except /health,
+    which without it says only whether the service is ok.
+    `base_scope`: what API callers may see at most (private notes are always excluded).
+    `allowed_hosts`: when given, requests whose Host header (port aside) is not in it are
+    refused (see HostCheck); `serve` sets it when there is no token.
+    `mask`: answers, sources and /search results carry "(masked)" for secrets and personal
+    data (VAULTBOT_MASK)."""
+    # The schema and its viewers are routes below, behind the token like the rest.
+    app = FastAPI(title="vaultbot", version="0.1.0", openapi_url=None, docs_url=None,
+                  redoc_url=None)
+    if allowed_hosts is not None:
+        app.add_middleware(HostCheck, allowed=allowed_hosts, exempt=host_check_exempt)
     metrics = Metrics()
     app.state.metrics = metrics
     base = base_scope or Scope()
 
-    async def auth(request: Request) -> None:
+    def authorized(request: Request) -> bool:
         if not token:
-            return
+            return True
         header = request.headers.get("authorization", "")
         given = header[7:] if header.lower().startswith("bearer ") else ""
-        if not hmac.compare_digest(given.encode(), token.encode()):
+        return hmac.compare_digest(given.encode(), token.encode())
+
+    async def auth(request: Request) -> None:
+        if not authorized(request):
             raise HTTPException(401, "missing or wrong bearer token",
                                 headers={"WWW-Authenticate": "Bearer"})
+
+    @app.get("/openapi.json", include_in_schema=False, dependencies=[Depends(auth)])
+    async def openapi() -> Any:
+        return JSONResponse(app.openapi())
+
+    @app.get("/docs", include_in_schema=False, dependencies=[Depends(auth)])
+    async def docs() -> Any:
+        return get_swagger_ui_html(openapi_url="/openapi.json", title="vaultbot API")
+
+    @app.get("/redoc", include_in_schema=False, dependencies=[Depends(auth)])
+    async def redoc() -> Any:
+        return get_redoc_html(openapi_url="/openapi.json", title="vaultbot API")
 
     def scope_for(folders: list[str], tags: list[str], where: dict[str, str]) -> Scope:
         # Callers can narrow the base scope, never widen it.
@@ -133,7 +204,7 @@ def create_app(
     async def ask(body: AskIn) -> Any:
         opts = AskOptions(
             scope=scope_for(body.folders, body.tags, body.where), deep=body.deep, use_cache=body.use_cache,
-            history=[Turn(t.question, t.answer) for t in body.history], channel="api",
+            history=[Turn(t.question, t.answer) for t in body.history], channel="api", mask=mask,
         )
         if not body.stream:
             answer = await asker.ask(body.question, opts)
@@ -174,6 +245,8 @@ def create_app(
         pairs = dict(w.split("=", 1) for w in where if "=" in w)
         scope = scope_for(folder, tag, pairs)
         hits = await asyncio.to_thread(retriever.search, q, k, scope=scope, mode=mode)
+        if mask:
+            hits = default_masker().mask_hits(hits)
         return {
             "results": [
                 {"path": h.note_path, "title": h.title, "heading": " > ".join(h.heading_path),
@@ -184,13 +257,19 @@ def create_app(
         }
 
     @app.get("/health")
-    async def health() -> Any:
+    async def health(request: Request) -> Any:
         import asyncio
 
         status = await asyncio.to_thread(index.status)
-        llm = await llm_health() if llm_health is not None else {"reachable": False, "disabled": True}
         ok = status["vectors"] == status["chunks"]
-        return JSONResponse({"ok": ok, "index": status, "ollama": llm}, status_code=200 if ok else 503)
+        body: dict[str, Any] = {"ok": ok}
+        # The detail (hosts, models, counts) only for the token's holder: a probe, or any local
+        # process when there is no token, learns nothing but ok / not ok.
+        if token and authorized(request):
+            llm = (await llm_health() if llm_health is not None
+                   else {"reachable": False, "disabled": True})
+            body |= {"index": status, "ollama": llm}
+        return JSONResponse(body, status_code=200 if ok else 503)
 
     @app.get("/metrics", dependencies=[Depends(auth)])
     async def prometheus() -> Any:

@@ -9,15 +9,19 @@ from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
+from pydantic import SecretStr
+
 from bot.access import Access
 from engine.answer import Asker
 from engine.answer_cache import AnswerCache
 from engine.embedders import make_embedder
+from engine.embedders.base import Embedder
 from engine.index import Index
 from engine.lexical import LexicalIndex
 from engine.llm.base import Generator
 from engine.prompt import Budget
 from engine.querylog import QueryLog
+from engine.redact import url_secrets
 from engine.rerank import make_reranker
 from engine.retrieve import RetrievalConfig, Retriever
 from sync.indexer import Indexer
@@ -29,6 +33,26 @@ log = logging.getLogger(__name__)
 
 class ConfigError(RuntimeError):
     """A setting is missing or wrong; the message says which and how to fix it."""
+
+
+def secrets_of(settings: Settings) -> set[str]:
+    """Every secret value the settings hold, for redaction: the tokens, and the credentials
+    inside any URL setting (Ollama, database, Chroma, API overrides)."""
+    found: set[str] = set()
+    for name in type(settings).model_fields:
+        value = getattr(settings, name)
+        if isinstance(value, SecretStr):
+            found.add(value.get_secret_value())
+        elif isinstance(value, str) and "://" in value:
+            found |= url_secrets(value)
+    return {s for s in found if s}
+
+
+def make_private_dir(path: Path) -> None:
+    """Creates the data dir owner-only (it holds note text, questions and answers). An existing
+    dir keeps its mode: that is the owner's choice, and `vaultbot doctor` warns about it."""
+    # The umask can only narrow 0700, so this holds without the CLI's umask too.
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
 
 
 @dataclass
@@ -49,10 +73,15 @@ class App:
         return vault
 
     @cached_property
+    def embedder(self) -> Embedder:
+        s = self.settings
+        return make_embedder(s.embedder, ollama_url=s.ollama_url, batch_size=s.embed_batch)
+
+    @cached_property
     def index(self) -> Index:
         s = self.settings
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        embedder = make_embedder(s.embedder, ollama_url=s.ollama_url, batch_size=s.embed_batch)
+        make_private_dir(self.data_dir)
+        embedder = self.embedder
         keywords = LexicalIndex(self.data_dir / "keywords.sqlite3")
         if s.index == "binary":
             # Derived from the registry's embedding cache at start-up, then kept up with other
@@ -112,7 +141,7 @@ class App:
 
     @cached_property
     def querylog(self) -> QueryLog:
-        return QueryLog(self.index.registry)
+        return QueryLog(self.index.registry, enabled=self.settings.querylog_days > 0)
 
     @cached_property
     def answer_cache(self) -> AnswerCache:

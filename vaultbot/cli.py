@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import signal
 import sys
 import threading
@@ -16,6 +17,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from engine.redact import RedactingFilter
 from vaultbot.eval_cli import add_bench_parser, add_eval_parser, cmd_bench, cmd_eval
 from vaultbot.settings import Settings
 
@@ -56,6 +58,9 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--tag", action="append", default=[], help="only notes with this tag")
     s.add_argument("--where", action="append", default=[], metavar="KEY=VALUE",
                    help="only notes whose frontmatter has KEY=VALUE")
+    s.add_argument("--private", action="store_true",
+                   help="include private notes (frontmatter and the access file's private "
+                        "section): for the vault's owner at their own terminal")
     s.add_argument("--json", action="store_true")
 
     s = sub.add_parser("ask", parents=[common], help="answer a question from the notes")
@@ -67,6 +72,9 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--tag", action="append", default=[], help="only notes with this tag")
     s.add_argument("--where", action="append", default=[], metavar="KEY=VALUE",
                    help="only notes whose frontmatter has KEY=VALUE")
+    s.add_argument("--private", action="store_true",
+                   help="include private notes (frontmatter and the access file's private "
+                        "section): for the vault's owner at their own terminal")
 
     s = sub.add_parser("serve", parents=[common], help="HTTP API, watcher and bots in one process")
     s.add_argument("--host", default="127.0.0.1")
@@ -78,6 +86,16 @@ def _parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("stats", parents=[common], help="summary of the query log")
     s.add_argument("--days", type=float, default=None, help="only the last N days")
+    s.add_argument("--json", action="store_true")
+
+    s = sub.add_parser(
+        "purge", parents=[common],
+        help="apply the retention settings now: delete query-log rows older than "
+             "VAULTBOT_QUERYLOG_DAYS and cached answers older than VAULTBOT_CACHE_TTL_HOURS")
+    s.add_argument("--all", action="store_true",
+                   help="delete the whole query log and every cached answer; the embedding "
+                        "cache stays (vectors of note text, nothing about questions), and a "
+                        "running serve keeps its in-memory caches until it restarts")
     s.add_argument("--json", action="store_true")
 
     add_eval_parser(sub, common)
@@ -94,7 +112,11 @@ def _settings(args: argparse.Namespace) -> Settings:
     return Settings(**overrides)
 
 
-def _scope(args: argparse.Namespace) -> Any:
+def _scope(args: argparse.Namespace, app: Any) -> Any:
+    """The filters asked for, within what the access file's `private` section hides (the
+    owner's `--private` shows everything)."""
+    from dataclasses import replace
+
     from engine.models import Scope
 
     pairs = []
@@ -103,7 +125,9 @@ def _scope(args: argparse.Namespace) -> Any:
         if not sep or not key:
             raise ValueError(f"--where needs KEY=VALUE, got {item!r}")
         pairs.append((key.strip(), value.strip()))
-    return Scope(folders=tuple(args.folder), tags=tuple(args.tag), frontmatter=tuple(pairs))
+    base = Scope(include_private=True) if args.private else app.access.base_scope()
+    return replace(base, folders=tuple(args.folder), tags=tuple(args.tag),
+                   frontmatter=tuple(pairs))
 
 
 def _setup_logging(verbose: int) -> None:
@@ -148,6 +172,7 @@ def cmd_sync(app: Any, args: argparse.Namespace) -> int:
 
 def cmd_watch(app: Any, args: argparse.Namespace) -> int:
     from sync.service import SyncService
+    from vaultbot.serve import start_purge_schedule
 
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -159,7 +184,9 @@ def cmd_watch(app: Any, args: argparse.Namespace) -> int:
         # Watch first, then sync: an edit made during the first sync, or just after it, is
         # seen by the watcher (its batch waits for the sync in progress) instead of missed.
         service.start()
+        purger = None
         try:
+            purger = start_purge_schedule(app)
             stats = service.sync()
             how = ("watching" if app.settings.watch_events
                    else f"reconciling every {app.settings.reconcile_minutes:g} min")
@@ -168,6 +195,8 @@ def cmd_watch(app: Any, args: argparse.Namespace) -> int:
             while not stop.wait(0.5):
                 pass
         finally:
+            if purger is not None:
+                purger.shutdown(wait=True)
             service.stop()
     print("stopped", flush=True)
     return 0
@@ -181,6 +210,7 @@ def cmd_status(app: Any, args: argparse.Namespace) -> int:
     status["skipped"] = [{"path": s.path, "reason": s.reason}
                          for s in app.index.registry.skipped().values()]
     status["in_step"] = status["vectors"] == status["chunks"]
+    status["privacy"] = app.index.registry.privacy_notes()
     if args.json:
         print(json.dumps(status, ensure_ascii=False, default=str))
         return 0
@@ -192,12 +222,18 @@ def cmd_status(app: Any, args: argparse.Namespace) -> int:
           f"last sync: {when}" + (f" ({last['status']})" if last else ""))
     for s in status["skipped"]:
         print(f"skipped:   {s['path']}: {s['reason']}")
+    for s in status["privacy"]:
+        print(f"privacy:   {s['path']}: {s['reason']}")
     return 0
 
 
 def cmd_search(app: Any, args: argparse.Namespace) -> int:
-    scope = _scope(args)
+    scope = _scope(args, app)
     hits = app.retriever.search(args.query, k=args.k, scope=scope, mode=args.mode)
+    if app.settings.mask_for("cli"):
+        from engine.mask import default_masker
+
+        hits = default_masker().mask_hits(hits)
     if args.json:
         print(json.dumps([
             {"path": h.note_path, "title": h.title, "heading": " > ".join(h.heading_path),
@@ -221,7 +257,9 @@ def cmd_ask(app: Any, args: argparse.Namespace) -> int:
 
     from engine.answer import AskOptions, Done, Failed, Token
 
-    opts = AskOptions(scope=_scope(args), deep=args.deep, use_cache=not args.no_cache, channel="cli")
+    # The owner's own terminal sees the notes as they are, unless VAULTBOT_MASK=true.
+    opts = AskOptions(scope=_scope(args, app), deep=args.deep, use_cache=not args.no_cache, channel="cli",
+                      mask=app.settings.mask_for("cli"))
 
     async def run() -> Any:
         answer = None
@@ -289,6 +327,18 @@ def cmd_stats(app: Any, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_purge(app: Any, args: argparse.Namespace) -> int:
+    from vaultbot.serve import purge_all, purge_expired
+
+    counts = purge_all(app) if args.all else purge_expired(app)
+    if args.json:
+        print(json.dumps(counts))
+    else:
+        print(f"deleted {counts['query_log']} query-log rows and "
+              f"{counts['answer_cache']} cached answers")
+    return 0
+
+
 def _snippet(text: str, n: int = 160) -> str:
     flat = " ".join(text.split())
     return flat if len(flat) <= n else flat[: n - 1] + "…"
@@ -301,6 +351,7 @@ COMMANDS: dict[str, Callable[[Any, argparse.Namespace], int]] = {
     "search": cmd_search,
     "ask": cmd_ask,
     "stats": cmd_stats,
+    "purge": cmd_purge,
     "serve": cmd_serve,
     "doctor": cmd_doctor,
     "eval": cmd_eval,
@@ -311,25 +362,43 @@ COMMANDS: dict[str, Callable[[Any, argparse.Namespace], int]] = {
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     _setup_logging(args.verbose)
+    # Everything written to the data dir (note text, questions, cached answers, the keyword
+    # index, lock files) is owner-only: files 0600, directories 0700.
+    old_umask = os.umask(0o077)
+    # Every log record, from us or a library, loses credentials before any handler sees it.
+    redactor = RedactingFilter().install()
+    try:
+        return _run(args, redactor)
+    finally:
+        redactor.uninstall()
+        os.umask(old_umask)
+
+
+def _run(args: argparse.Namespace, redactor: RedactingFilter) -> int:
     try:
         settings = _settings(args)
     except ValidationError as exc:
         for err in exc.errors():
             name = "VAULTBOT_" + "_".join(str(x) for x in err["loc"]).upper()
-            print(f"vaultbot: bad setting {name}: {err['msg']}", file=sys.stderr)
+            print(redactor.redact(f"vaultbot: bad setting {name}: {err['msg']}"), file=sys.stderr)
         return 2
     from engine.embedders import EmbedderError
     from sync.lock import IndexLocked
-    from vaultbot.app import App, ConfigError
+    from vaultbot.app import App, ConfigError, secrets_of
 
+    redactor.add(secrets_of(settings))
     app = App(settings)
     try:
         return COMMANDS[args.command](app, args)
     except (ConfigError, IndexLocked, EmbedderError, ValueError) as exc:
-        print(f"vaultbot: {exc}", file=sys.stderr)
+        print(redactor.redact(f"vaultbot: {exc}"), file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130
+    except Exception:
+        # Unexpected: the traceback goes through the (redacting) log instead of raw to stderr.
+        log.critical("vaultbot %s failed", args.command, exc_info=True)
+        return 1
     finally:
         app.close()
 

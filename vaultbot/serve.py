@@ -9,10 +9,16 @@ import asyncio
 import logging
 import signal
 import threading
+import time
 from collections.abc import Callable, Coroutine
+from datetime import UTC, datetime
 from typing import Any
 
 log = logging.getLogger(__name__)
+
+# Retention is checked hourly: the log's limit is in days and the cache's in hours, so nothing
+# outlives either by more than an hour, and a purge is two small deletes.
+PURGE_HOURS = 1.0
 
 
 def _slack(app: Any, api: Any) -> Callable[[], None] | None:
@@ -27,6 +33,7 @@ def _slack(app: Any, api: Any) -> Callable[[], None] | None:
         app.asker, app.querylog, app.access, bot_token=token,
         signing_secret=s.slack_signing_secret.get_secret_value(), api_url=s.slack_api_url,
         on_answer=lambda answer, channel: api.state.metrics.observe(answer, channel),
+        mask=s.mask_for("slack"),
     )
     if s.slack_mode == "http":
         mount_http(api, slack_app)
@@ -78,22 +85,75 @@ def _discord(app: Any, api: Any) -> Callable[[], None] | None:
 
     client = build_discord_client(
         app.asker, app.access, guild_id=s.discord_guild or None,
-        api_url=s.discord_api_url, gateway_url=s.discord_gateway_url,
+        api_url=s.discord_api_url, gateway_url=s.discord_gateway_url, mask=s.mask_for("discord"),
     )
     handle = _LoopThread("discord", lambda: run_discord(client, token)).start()
     print("discord: starting", flush=True)
     return handle.stop
 
 
+def purge_expired(app: Any, now: float | None = None) -> dict[str, int]:
+    """Apply the retention settings: delete query-log rows older than VAULTBOT_QUERYLOG_DAYS
+    and cached answers older than VAULTBOT_CACHE_TTL_HOURS. Returns what was deleted."""
+    now = time.time() if now is None else now
+    counts = {"query_log": app.querylog.purge(app.settings.querylog_days * 86400, now=now),
+              "answer_cache": app.answer_cache.purge_expired(now=now)}
+    _flush_wal(app.index.registry)
+    return counts
+
+
+def purge_all(app: Any) -> dict[str, int]:
+    """Delete the whole query log and answer cache. The embedding cache stays: it holds
+    vectors of note text, nothing about questions."""
+    counts = {"query_log": app.querylog.clear(), "answer_cache": app.answer_cache.clear()}
+    _flush_wal(app.index.registry)
+    return counts
+
+
+def _flush_wal(registry: Any) -> None:
+    """SQLite: secure_delete zeroes the freed rows in the WAL, but the database file keeps
+    them until a checkpoint and the WAL keeps the rows' older frames until it is rewritten;
+    a truncating checkpoint settles both."""
+    if registry.engine.dialect.name == "sqlite":
+        with registry.engine.connect() as conn:
+            conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+
+
+def start_purge_schedule(app: Any, clock: Callable[[], float] = time.time) -> Any:
+    """A started BackgroundScheduler whose job "purge" runs `purge_expired` at once (in the
+    scheduler's thread) and then every PURGE_HOURS; shut it down when the process stops."""
+    from apscheduler.schedulers.background import BackgroundScheduler
+
+    # Built here: the scheduler's thread must not race the main thread to create them.
+    _ = (app.querylog, app.answer_cache)
+
+    def purge() -> None:
+        try:
+            counts = purge_expired(app, now=clock())
+        except Exception:
+            log.exception("scheduled purge failed")
+            return
+        if any(counts.values()):
+            log.info("purged %d query-log rows and %d cached answers",
+                     counts["query_log"], counts["answer_cache"])
+
+    scheduler = BackgroundScheduler(daemon=True)
+    scheduler.add_job(purge, "interval", hours=PURGE_HOURS, id="purge", max_instances=1,
+                      coalesce=True, next_run_time=datetime.now(UTC))
+    scheduler.start()
+    return scheduler
+
+
 def serve(app: Any, *, host: str, port: int, watch: bool = True) -> int:
     import uvicorn
 
     from sync.service import SyncService
-    from vaultbot.api import check_bind, create_app
+    from vaultbot.api import check_bind, create_app, local_hosts
 
     token = app.settings.api_token.get_secret_value()
     check_bind(host, token)
     service = None
+    purger = None
     stops: list[Callable[[], None]] = []
     lock = app.lock() if watch else None
     if lock is not None:
@@ -107,11 +167,16 @@ def serve(app: Any, *, host: str, port: int, watch: bool = True) -> int:
             # The first sync runs beside the server so the API answers from the old index
             # while a large vault catches up.
             threading.Thread(target=service.reconcile, name="initial-sync", daemon=True).start()
+        purger = start_purge_schedule(app)  # with or without --no-watch: the log fills either way
         generator = app.generator
         api = create_app(
             asker=app.asker, retriever=app.retriever, index=app.index, querylog=app.querylog,
             token=token, llm_health=generator.health if generator is not None else None,
-            base_scope=app.access.base_scope(),
+            base_scope=app.access.base_scope(), mask=app.settings.mask_for("api"),
+            # Without a token only loopback is bound, and only loopback names are answered
+            # (DNS rebinding); Slack's events carry their own signature.
+            allowed_hosts=None if token else local_hosts(host),
+            host_check_exempt=("/slack/events",),
         )
         for start in (_slack, _discord):
             stop = start(app, api)
@@ -130,6 +195,8 @@ def serve(app: Any, *, host: str, port: int, watch: bool = True) -> int:
                 stop()
             except Exception:
                 log.exception("stopping a bot failed")
+        if purger is not None:
+            purger.shutdown(wait=True)
         if service is not None:
             service.stop()
         if lock is not None:

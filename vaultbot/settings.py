@@ -70,10 +70,19 @@ class Settings(BaseSettings):
     )
     cache_ttl_hours: float = Field(168.0, gt=0, description="Answer-cache entry lifetime.")
     cache_max_entries: int = Field(5000, ge=10, description="Answer-cache size bound.")
+    querylog_days: float = Field(
+        30.0, ge=0.0, description="Days a question stays in the query log; 0: never logged."
+    )
 
     # --- links in citations
     note_url: str = Field(
         "", description="Template for an http link to a note, e.g. https://notes.example/{path}."
+    )
+
+    # --- masking what leaves through a front end
+    mask: bool | None = Field(
+        None, description="Mask secrets and personal data: empty = bots and API yes, CLI no; "
+        "true/false = everywhere.",
     )
 
     # --- API
@@ -143,6 +152,16 @@ class Settings(BaseSettings):
         if value not in {"ollama", "none"}:
             raise ValueError("must be ollama or none")
         return value
+
+    @field_validator("mask", mode="before")
+    @classmethod
+    def _empty_mask(cls, value: object) -> object:
+        return None if isinstance(value, str) and value.strip().lower() in {"", "auto"} else value
+
+    def mask_for(self, front_end: str) -> bool:
+        """Whether `front_end` ("cli", "api", "slack", "discord") masks: VAULTBOT_MASK when set,
+        else everywhere but the owner's own CLI."""
+        return self.mask if self.mask is not None else front_end != "cli"
 
     @property
     def registry_url(self) -> str:

@@ -9,6 +9,8 @@ import httpx
 import numpy as np
 import ollama
 
+from engine.redact import redact_url
+
 from .base import EmbedderError, normalize
 
 MXBAI_QUERY = "Represent this sentence for searching relevant passages: "
@@ -75,7 +77,7 @@ class OllamaEmbedder:
         self._client: ollama.Client | None = None
 
     def __repr__(self) -> str:
-        return f"OllamaEmbedder(model={self.model!r}, host={self.host!r})"
+        return f"OllamaEmbedder(model={self.model!r}, host={redact_url(self.host)!r})"
 
     @property
     def dim(self) -> int:
@@ -118,17 +120,17 @@ class OllamaEmbedder:
             raise self._response_error(exc) from exc
         except (ConnectionError, httpx.ConnectError, httpx.ConnectTimeout) as exc:
             raise EmbedderError(
-                f"Ollama is not reachable at {self.host}: start it with `ollama serve` "
+                f"Ollama is not reachable at {redact_url(self.host)}: start it with `ollama serve` "
                 f"(and check the Ollama host setting)"
             ) from exc
         except httpx.TimeoutException as exc:
             raise EmbedderError(
-                f"Ollama at {self.host} did not answer within {self.timeout:g} s while embedding "
+                f"Ollama at {redact_url(self.host)} did not answer within {self.timeout:g} s while embedding "
                 f"with {self.model}: check `ollama ps`, or raise the timeout"
             ) from exc
         except httpx.HTTPError as exc:
             raise EmbedderError(
-                f"the connection to Ollama at {self.host} failed while embedding with "
+                f"the connection to Ollama at {redact_url(self.host)} failed while embedding with "
                 f"{self.model} ({type(exc).__name__}): check that `ollama serve` is running"
             ) from exc
         vectors = np.asarray(response.embeddings, dtype=np.float32)
@@ -150,7 +152,7 @@ class OllamaEmbedder:
     def _response_error(self, exc: ollama.ResponseError) -> EmbedderError:
         if exc.status_code == 404:
             return EmbedderError(
-                f"the embedding model {self.model} is not available in Ollama at {self.host}: "
+                f"the embedding model {self.model} is not available in Ollama at {redact_url(self.host)}: "
                 f"run `ollama pull {self.model}`"
             )
         return EmbedderError(

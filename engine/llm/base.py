@@ -6,6 +6,8 @@ from collections.abc import AsyncIterator
 from dataclasses import asdict, dataclass
 from typing import Any, Literal, Protocol, runtime_checkable
 
+from engine.redact import redact_text, redact_url
+
 Role = Literal["system", "user", "assistant"]
 
 
@@ -70,6 +72,9 @@ class LLMError(Exception):
     """Generation failed. `user_message` is short, safe to show, and names the fix."""
 
     def __init__(self, user_message: str, *, detail: str | None = None) -> None:
+        # Shown to every API and chat user, and logged: never with a URL's credentials.
+        user_message = redact_text(user_message)
+        detail = redact_text(detail) if detail is not None else None
         super().__init__(user_message if detail is None else f"{user_message} [{detail}]")
         self.user_message = user_message
         self.detail = detail
@@ -79,10 +84,10 @@ class LLMUnavailable(LLMError):
     """The server cannot be reached."""
 
     def __init__(self, host: str, *, detail: str | None = None) -> None:
+        self.host = redact_url(host)
         super().__init__(
-            f"Ollama is not reachable at {host}: start it with `ollama serve`", detail=detail
+            f"Ollama is not reachable at {self.host}: start it with `ollama serve`", detail=detail
         )
-        self.host = host
 
 
 class ModelMissing(LLMError):

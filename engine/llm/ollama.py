@@ -13,6 +13,8 @@ from typing import Any
 import httpx
 import ollama
 
+from engine.redact import redact_url
+
 from .base import (
     GenerationOptions,
     GenerationStats,
@@ -82,7 +84,7 @@ class OllamaGenerator:
         self.last_stats: GenerationStats | None = None
 
     def __repr__(self) -> str:
-        return f"OllamaGenerator(host={self.host!r}, fast={self.fast_model!r}, deep={self.deep_model!r})"
+        return f"OllamaGenerator(host={redact_url(self.host)!r}, fast={self.fast_model!r}, deep={self.deep_model!r})"
 
     @property
     def model(self) -> str:
@@ -212,7 +214,7 @@ class OllamaGenerator:
         except LLMError as exc:
             return {
                 "reachable": False,
-                "host": self.host,
+                "host": redact_url(self.host),
                 "models": [],
                 "missing": [],
                 "error": exc.user_message,
@@ -225,7 +227,7 @@ class OllamaGenerator:
             error = "; ".join(ModelMissing(m).user_message for m in missing)
         return {
             "reachable": True,
-            "host": self.host,
+            "host": redact_url(self.host),
             "models": models,
             "missing": missing,
             "error": error,
