@@ -7,17 +7,22 @@ import time
 from typing import Any
 
 import numpy as np
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import delete, func, insert, select, update
 
 from engine import schema as t
 from engine.registry import Registry
 
 
 class QueryLog:
-    def __init__(self, registry: Registry) -> None:
+    def __init__(self, registry: Registry, *, enabled: bool = True) -> None:
         self.registry = registry
+        # False (VAULTBOT_QUERYLOG_DAYS=0): no question is ever written, so none can linger
+        # until the next purge; answers then carry no query id to give feedback on.
+        self.enabled = enabled
 
-    def record(self, **row: Any) -> int:
+    def record(self, **row: Any) -> int | None:
+        if not self.enabled:
+            return None
         row.setdefault("at", time.time())
         with self.registry.engine.begin() as conn:
             return conn.execute(insert(t.query_log).values(**row)).inserted_primary_key[0]
@@ -30,6 +35,17 @@ class QueryLog:
             n = conn.execute(update(t.query_log).where(t.query_log.c.id == query_id)
                              .values(feedback=value, feedback_note=note)).rowcount
         return n == 1
+
+    def purge(self, older_than: float, now: float | None = None) -> int:
+        """Delete rows logged more than `older_than` seconds before `now`; returns how many."""
+        cutoff = (time.time() if now is None else now) - older_than
+        with self.registry.engine.begin() as conn:
+            return conn.execute(delete(t.query_log).where(t.query_log.c.at < cutoff)).rowcount
+
+    def clear(self) -> int:
+        """Delete the whole log; returns how many rows there were."""
+        with self.registry.engine.begin() as conn:
+            return conn.execute(delete(t.query_log)).rowcount
 
     def get(self, query_id: int) -> dict[str, Any] | None:
         with self.registry.engine.connect() as conn:
