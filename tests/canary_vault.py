@@ -41,16 +41,15 @@ def hex8() -> str:
 
 
 @dataclass(frozen=True)
-class Canary:
-    """One private text. `after_change`: private only once `apply_changes()` ran (its text may
-    legitimately appear before)."""
+class Mark:
+    """A text planted in a note with the question that finds it. As a `Mark` it is public and
+    every front end must show it when asked (the positive control)."""
 
-    case: str
+    name: str
     token: str
     sentence: str  # the fact, without the token; checked too (a snippet may cut the token off)
     key: str  # the ask key: in the note and in the question, never secret
     natural: str  # the natural-language question
-    after_change: bool = False
 
     @property
     def question(self) -> str:
@@ -63,22 +62,15 @@ class Canary:
 
 
 @dataclass(frozen=True)
-class Mark:
-    """A public text that every front end must show when asked (the positive control)."""
+class Canary(Mark):
+    """One private text. `after_change`: private only once `apply_changes()` ran (its text may
+    legitimately appear before)."""
 
-    name: str
-    token: str
-    sentence: str
-    key: str
-    natural: str
+    after_change: bool = False
 
     @property
-    def question(self) -> str:
-        return f"{self.natural} {self.key}"
-
-    @property
-    def text(self) -> str:
-        return f"{self.token} {self.sentence}. Reference {self.key}."
+    def case(self) -> str:
+        return self.name
 
 
 def make_canary(case: str, sentence: str, natural: str, after_change: bool = False) -> Canary:
