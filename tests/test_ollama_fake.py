@@ -121,6 +121,33 @@ def test_stream_wire_format_is_ndjson(fake_ollama: FakeOllama) -> None:
     assert lines[0]["created_at"].endswith("Z")
 
 
+def test_stream_with_descriptors_past_1024(fake_ollama: FakeOllama) -> None:
+    """A long test session holds many descriptors; the fake's client-gone check must still see
+    a present client (select() could not watch a descriptor numbered 1024 or more)."""
+    import os
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < 1200:
+        pytest.skip("cannot open 1,100 descriptors here")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, 1200) if hard == resource.RLIM_INFINITY
+                                               else min(max(soft, 1200), hard), hard))
+    held = [os.open(os.devnull, os.O_RDONLY) for _ in range(1100)]
+    try:
+        fake_ollama.responder = lambda *a: "one two three"
+        fake_ollama.token_delay = 0.01
+        body = {"model": CHAT, "messages": [{"role": "user", "content": "x"}]}
+        with httpx.Client(timeout=10) as client, client.stream(
+                "POST", fake_ollama.url + "/api/chat", json=body) as response:
+            lines = [json.loads(line) for line in response.iter_lines() if line]
+        assert "".join(ln["message"]["content"] for ln in lines) == "one two three"
+        assert lines[-1]["done"] is True
+    finally:
+        for fd in held:
+            os.close(fd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
 def test_non_streaming_chat_and_generate(fake_ollama: FakeOllama) -> None:
     fake_ollama.responder = lambda model, messages, options: f"{len(messages)} messages to {model}"
     client = client_for(fake_ollama)

@@ -362,12 +362,15 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.flush()
 
     def _client_gone(self) -> bool:
+        # poll, not select: select() cannot watch a descriptor numbered 1024 or more, and a long
+        # test session reaches that (it then took every client for gone).
+        poller = select.poll()
         try:
-            readable, _, _ = select.select([self.connection], [], [], 0)
-            if not readable:
+            poller.register(self.connection, select.POLLIN)
+            if not poller.poll(0):
                 return False
             return self.connection.recv(1, socket.MSG_PEEK) == b""
-        except (OSError, ValueError):
+        except OSError:
             return True
 
     def _wait(self, seconds: float) -> None:
