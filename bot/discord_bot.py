@@ -38,7 +38,7 @@ from discord.http import Route
 
 from bot.access import Access, AccessDenied
 from bot.render_discord import CURSOR, answer_messages, answer_of_embeds, stream_preview
-from engine.answer import Answer, Asker, AskOptions, Done, Token
+from engine.answer import Answer, Asker, AskOptions, Done, Queued, Token
 from engine.citations import cited_paths
 from engine.prompt import Turn
 
@@ -462,11 +462,17 @@ class VaultbotDiscord(discord.Client):
         """Streams the answer into `target`; None (after telling the user) when it failed."""
         parts: list[str] = []
         answer: Answer | None = None
-        live = _LiveEdit(target.show, lambda: stream_preview("".join(parts)), self.edit_interval)
+        waiting: list[str] = []  # "waiting: 2 questions ahead" until the first token
+        live = _LiveEdit(target.show,
+                         lambda: stream_preview("".join(parts) or "".join(waiting[-1:])),
+                         self.edit_interval)
         try:
             async for event in self.asker.stream(question, options):
                 if isinstance(event, Token):
                     parts.append(event.text)
+                    live.touch()
+                elif isinstance(event, Queued):
+                    waiting.append(event.message)
                     live.touch()
                 elif isinstance(event, Done):
                     answer = event.answer

@@ -44,6 +44,11 @@ import aiohttp
 from fastapi import FastAPI, Request
 from slack_bolt.async_app import AsyncApp
 from slack_sdk.errors import SlackApiError, SlackClientError
+from slack_sdk.http_retry.async_handler import AsyncRetryHandler
+from slack_sdk.http_retry.builtin_async_handlers import (
+    AsyncConnectionErrorRetryHandler,
+    AsyncRateLimitErrorRetryHandler,
+)
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.access import Access, AccessDenied
@@ -56,7 +61,7 @@ from bot.render_slack import (
     notice_message,
     progress_text,
 )
-from engine.answer import Answer, Asker, AskOptions, Done, Token
+from engine.answer import Answer, Asker, AskOptions, Done, Queued, Token
 from engine.citations import cited_paths
 from engine.prompt import Turn
 from engine.querylog import QueryLog
@@ -79,6 +84,17 @@ THINKING = "is thinking…"
 _HUMAN_SUBTYPES = {None, "thread_broadcast", "file_share"}
 # A Slack call that failed: the API said no, or the network did.
 _NET_ERRORS = (SlackClientError, OSError, TimeoutError, aiohttp.ClientError)
+# chat.update errors after which the message will never take the answer: only then is a new
+# message posted. Any other failure may have been applied (a lost response) or may be Slack's
+# own trouble; posting then would leave two answers in the thread.
+_UPDATE_GONE = {"message_not_found", "cant_update_message", "edit_window_closed"}
+
+
+def retry_handlers() -> list[AsyncRetryHandler]:
+    """slack_sdk's retries for every Web API call: a 429 waits its Retry-After (a busy channel
+    gets rate limited while answers stream), a dropped connection is tried again."""
+    return [AsyncRateLimitErrorRetryHandler(max_retry_count=3),
+            AsyncConnectionErrorRetryHandler(max_retry_count=2)]
 
 
 # --------------------------------------------------------------------------- helpers
@@ -310,8 +326,14 @@ class _Reply:
                 await self.pushing
         if self.stream is not None:
             stream, self.stream = self.stream, None
+            # The stream ends holding the whole text: should the final chat.update fail, the
+            # streamed message is a complete answer (finish() posts no second one).
+            rest = _pieces(_neutralise(self.text[self.shown:]), STREAM_PIECE)
             try:
-                await stream.stop()
+                for piece in rest[:-1]:
+                    await stream.append(markdown_text=piece)
+                await stream.stop(markdown_text=rest[-1] if rest else None)
+                self.shown = len(self.text)
             except _NET_ERRORS as exc:
                 log.info("slack: stopping the stream failed: %s", _error_code(exc))
 
@@ -323,8 +345,12 @@ class _Reply:
             try:
                 await self.client.chat_update(channel=self.channel, ts=self.ts, **first.to_kwargs())
                 posted = True
-            except SlackApiError as exc:
-                log.warning("slack: replacing the progress message failed: %s", _error_code(exc))
+            except _NET_ERRORS as exc:
+                code = _error_code(exc)
+                # The streamed or placeholder message stays as the answer unless it is gone.
+                posted = code not in _UPDATE_GONE
+                log.warning("slack: replacing the progress message failed: %s%s", code,
+                            "" if posted else "; posting the answer as a new message")
         if not posted:
             await self.bot.post(self.client, self.channel, self.thread_ts, first)
         self.ts = None  # placed: anything after this (an error) is a new message
@@ -559,6 +585,9 @@ class SlackBot:
             async for ev in self.asker.stream(question, options):
                 if isinstance(ev, Token):
                     reply.feed(ev.text)
+                elif isinstance(ev, Queued):  # before any token: the thread's status line
+                    await self._quietly(client.assistant_threads_setStatus(
+                        channel_id=channel, thread_ts=thread_ts, status=ev.message))
                 elif isinstance(ev, Done):
                     answer = ev.answer
             if answer is None:
@@ -669,7 +698,8 @@ def build_slack_app(
     if not bot_token:
         raise ValueError("SLACK_BOT_TOKEN is not set")
     base_url = api_url or AsyncWebClient.BASE_URL
-    client = AsyncWebClient(token=bot_token, base_url=base_url.rstrip("/") + "/")
+    client = AsyncWebClient(token=bot_token, base_url=base_url.rstrip("/") + "/",
+                            retry_handlers=retry_handlers())  # Bolt copies them per request
     app = VaultbotSlackApp(
         name="vaultbot",
         client=client,

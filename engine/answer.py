@@ -14,6 +14,7 @@ from engine.answer_cache import AnswerCache
 from engine.citations import Citation, MarkerFilter, make_citations
 from engine.extractive import extractive_answer
 from engine.llm.base import Generator, LLMError
+from engine.llm.queue import GenerationQueue, Queued
 from engine.llm.routing import routing_reason
 from engine.mask import default_masker
 from engine.models import Hit, Scope
@@ -108,7 +109,9 @@ class Failed:
     message: str
 
 
-Event = Sources | Token | Done | Failed
+# `Queued(position)` (engine/llm/queue.py): the question waits for the model, `position`
+# questions ahead; sent before the first token, again whenever the position changes.
+Event = Sources | Token | Done | Failed | Queued
 
 
 @dataclass
@@ -137,6 +140,7 @@ class Asker:
         deep_model: str = "qwen2.5:32b-instruct",
         k: int = 6,
         budget: Budget | None = None,
+        queue: GenerationQueue | None = None,
     ) -> None:
         self.retriever = retriever
         self.generator = generator
@@ -148,6 +152,7 @@ class Asker:
         self.deep_model = deep_model
         self.k = k
         self.budget = budget or Budget()
+        self.queue = queue  # None: every question goes to the generator at once
 
     def choose_model(self, question: str, deep: bool) -> str:
         return self.deep_model if routing_reason(question, deep=deep) else self.fast_model
@@ -254,8 +259,22 @@ class Asker:
         # as it streams.
         masker = default_masker().stream() if opts.mask else None
         parts: list[str] = []
+        generator = self.generator
+        pieces: AsyncIterator[str | Queued]
+        if self.queue is not None and model is not None:
+            # The same prompt for the same place and mask shares one generation; a follow-up
+            # never does (its thread is its own).
+            key = None if opts.history else (
+                opts.scope.key(), opts.mask, tuple((m.role, m.content) for m in messages))
+            pieces = self.queue.stream(
+                model, key, lambda: generator.stream(messages, model=model))
+        else:
+            pieces = generator.stream(messages, model=model)
         try:
-            async for piece in self.generator.stream(messages, model=model):
+            async for piece in pieces:
+                if isinstance(piece, Queued):
+                    yield piece
+                    continue
                 if "first_token" not in timings:
                     timings["first_token"] = round((time.perf_counter() - t) * 1000, 2)
                 out = marker.feed(piece)

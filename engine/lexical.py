@@ -25,6 +25,7 @@ from __future__ import annotations
 import array
 import logging
 import math
+import os
 import sqlite3
 import threading
 import uuid
@@ -556,6 +557,15 @@ class LexicalIndex:
     # ------------------------------------------------------------------ sqlite
     def _open_db(self) -> None:
         assert self.path is not None
+        if self.path.is_file() and not os.access(self.path.parent, os.W_OK):
+            # A read-only data dir: SQLite cannot create the WAL's -shm file there, so open the
+            # file immutable (nothing can write it) and never touch the schema.
+            uri = f"{self.path.resolve().as_uri()}?immutable=1"
+            self._db = sqlite3.connect(uri, uri=True, isolation_level=None,
+                                       check_same_thread=False)
+            with self._write:
+                self._catch_up_locked(force=True)
+            return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=60)
         db.execute("PRAGMA journal_mode=WAL")  # readers never block the writer, nor it them

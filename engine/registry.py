@@ -6,9 +6,12 @@ kept equal to it (see sync.indexer for how a crashed sync is repaired)."""
 from __future__ import annotations
 
 import json
+import os
+import sqlite3
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -68,6 +71,8 @@ class SkipState:
     reason: str
     size: int
     mtime_ns: int
+    mode: int | None = None  # None in rows written before these were recorded: never matches
+    ctime_ns: int | None = None
 
 
 @dataclass(frozen=True)
@@ -83,7 +88,26 @@ class NoteWrite:
     replaces: str | None = None
 
 
+def sqlite_read_only(url: str) -> bool:
+    """A SQLite registry that exists in a directory this process cannot write (a read-only
+    mount, another user's dir): it can still be read, but not with WAL or schema changes."""
+    if not url.startswith("sqlite:///"):
+        return False
+    path = Path(url.removeprefix("sqlite:///").split("?", 1)[0])
+    return path.is_file() and not os.access(path.parent, os.W_OK)
+
+
 def make_engine(url: str) -> Engine:
+    if sqlite_read_only(url):
+        path = Path(url.removeprefix("sqlite:///").split("?", 1)[0])
+
+        def connect() -> sqlite3.Connection:
+            # immutable: without a writable dir SQLite cannot make the WAL's -shm file, and
+            # mode=ro alone then fails; nothing can write here anyway.
+            uri = f"{path.resolve().as_uri()}?immutable=1"
+            return sqlite3.connect(uri, uri=True, timeout=30, check_same_thread=False)
+
+        return create_engine("sqlite://", creator=connect)
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
 
@@ -108,8 +132,10 @@ class Registry:
     def __init__(self, url: str) -> None:
         self.url = url
         self.engine = make_engine(url)
-        t.metadata.create_all(self.engine)
-        _add_missing_columns(self.engine)
+        self.read_only = sqlite_read_only(url)
+        if not self.read_only:
+            t.metadata.create_all(self.engine)
+            _add_missing_columns(self.engine)
 
     def close(self) -> None:
         self.engine.dispose()
@@ -243,17 +269,21 @@ class Registry:
         with self.engine.begin() as conn:
             return _delete_notes(conn, list(paths))
 
-    def record_skip(self, path: str, reason: str, size: int = 0, mtime_ns: int = 0) -> None:
+    def record_skip(
+        self, path: str, reason: str, size: int = 0, mtime_ns: int = 0,
+        mode: int | None = None, ctime_ns: int | None = None,
+    ) -> None:
         with self.engine.begin() as conn:
             conn.execute(delete(t.skipped).where(t.skipped.c.path == path))
-            conn.execute(
-                insert(t.skipped).values(path=path, reason=reason, size=size, mtime_ns=mtime_ns, at=time.time())
-            )
+            conn.execute(insert(t.skipped).values(
+                path=path, reason=reason, size=size, mtime_ns=mtime_ns, mode=mode, ctime_ns=ctime_ns,
+                at=time.time(),
+            ))
 
     def skipped(self) -> dict[str, SkipState]:
         with self.engine.connect() as conn:
             rows = conn.execute(select(t.skipped).order_by(t.skipped.c.path)).all()
-        return {r.path: SkipState(r.path, r.reason, r.size, r.mtime_ns) for r in rows}
+        return {r.path: SkipState(r.path, r.reason, r.size, r.mtime_ns, r.mode, r.ctime_ns) for r in rows}
 
     def forget_skips(self, paths: Iterable[str]) -> None:
         paths = list(paths)

@@ -25,6 +25,8 @@ metadata = MetaData()
 ADDED_COLUMNS: tuple[tuple[str, str], ...] = (
     ("notes", "frontmatter_error"),
     ("chunks", "sources"),
+    ("skipped", "mode"),
+    ("skipped", "ctime_ns"),
 )
 
 notes = Table(
@@ -101,6 +103,10 @@ skipped = Table(
     Column("reason", Text, nullable=False),
     Column("size", BigInteger, nullable=False, default=0),
     Column("mtime_ns", BigInteger, nullable=False, default=0),
+    # A skip holds while the file's whole stat stamp is the same: a chmod changes only the mode
+    # and ctime, and an unreadable note made readable must be tried again.
+    Column("mode", Integer, nullable=True),
+    Column("ctime_ns", BigInteger, nullable=True),
     Column("at", Float, nullable=False),
 )
 

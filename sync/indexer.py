@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable
@@ -20,8 +21,9 @@ from pathlib import Path
 from engine.index import Index
 from engine.models import ChunkDraft, ChunkRecord, ParsedNote, chunk_id, sha256_hex
 from engine.names import nfc
-from engine.registry import NoteInfo, NoteState, NoteWrite
+from engine.registry import NoteInfo, NoteState, NoteWrite, SkipState
 from sync.chunk import chunk_note
+from sync.decode import decode_note
 from sync.ignore import VaultFilter
 from sync.links import LinkResolver
 from sync.parse import parse_markdown
@@ -78,6 +80,16 @@ class _Work:
     moved_from: str | None = None
 
 
+def _stamp_of(st: os.stat_result) -> tuple[int, int, int, int]:
+    """What must stay the same for a skip to hold: any write, chmod or rename changes it (a
+    chmod changes only the mode and ctime)."""
+    return st.st_size, st.st_mtime_ns, st.st_mode, st.st_ctime_ns
+
+
+def _stamp(skip: SkipState) -> tuple[int, int, int | None, int | None]:
+    return skip.size, skip.mtime_ns, skip.mode, skip.ctime_ns
+
+
 def chunk_sources(note: ParsedNote, draft: ChunkDraft) -> tuple[str, ...]:
     """The other notes whose text is in this chunk: every embed region its text overlaps."""
     if not note.embed_regions:
@@ -99,6 +111,7 @@ class Indexer:
         chunk_tokens: int = 400,
         group_texts: int = 512,
         vault_filter: VaultFilter | None = None,
+        max_note_mb: float = 10.0,
     ) -> None:
         self.index = index
         self.vault = vault.resolve()
@@ -109,6 +122,10 @@ class Indexer:
         self.filter = vault_filter or VaultFilter(self.vault)
         self.on_change: list[Callable[[set[str]], None]] = []  # called with changed note paths
         self._disk: dict[str, str] = {}  # canonical (NFC) path -> the name on disk
+        self._stat: dict[str, os.stat_result] = {}  # canonical path -> its stat from the walk
+        # Larger files are skipped unread: a 50 MB note made 45,000 chunks and 1.9 GB of RSS.
+        self.max_note_mb = max_note_mb
+        self.max_note_bytes = int(max_note_mb * 1024 * 1024)
 
     # ------------------------------------------------------------------ API
     def sync(self, hint: Iterable[str] = (), progress: Progress | None = None) -> SyncStats:
@@ -159,6 +176,11 @@ class Indexer:
         states = reg.note_states()
         skips = reg.skipped()
         rescan = RESCAN in hint or full
+        # A watcher batch (it always names paths) trusts a skip while the file's stamp is the
+        # same; a reconcile or `vaultbot sync` (no hint) tries every skipped file again.
+        retry_skips = rescan or not hint
+        too_big = f"larger than VAULTBOT_MAX_NOTE_MB ({self.max_note_mb:g} MB)"
+        dropped: set[str] = set()  # indexed notes that cannot be indexed any more
 
         work: list[_Work] = []
         for path, (size, mtime_ns) in files.items():
@@ -168,14 +190,26 @@ class Indexer:
                 stats.notes_unchanged += 1
                 continue
             skip = skips.get(path)
-            if state is None and skip and (skip.size, skip.mtime_ns) == (size, mtime_ns) and path not in hint:
+            if (state is None and skip and not retry_skips and path not in hint
+                    and _stamp(skip) == _stamp_of(self._stat[path])):
                 stats.skipped.append({"path": path, "reason": skip.reason})
+                continue
+            if size > self.max_note_bytes:
+                self._skip(stats, path, too_big)
+                if state is not None:  # it grew past the cap: drop its old text
+                    dropped.add(path)
                 continue
             try:
                 data = self.file(path).read_bytes()
             except OSError as exc:  # vanished or unreadable between walk and read
-                self._skip(stats, path, f"cannot read: {exc.strerror or exc}", size, mtime_ns)
+                self._skip(stats, path, f"cannot read: {exc.strerror or exc}")
                 continue
+            if skip is not None and state is None and not path.lower().endswith(".pdf"):
+                try:  # still binary: settled here, or notes embedding it would be re-chunked
+                    decode_note(data)
+                except SkipFile as exc:
+                    self._skip(stats, path, exc.reason)
+                    continue
             digest = sha256_hex(data)
             if state is not None and state.content_hash == digest and state.embed_model == model and not full:
                 if not quick_same:
@@ -184,6 +218,11 @@ class Indexer:
                 continue
             work.append(_Work(path, size, mtime_ns, data, digest, state))
 
+        if dropped:
+            removed = reg.delete_notes(dropped)
+            self.index.drop_chunks(removed)
+            stats.chunks_deleted += len(removed)
+            self._notify(dropped)
         gone = {p: s for p, s in states.items() if p not in files}
         # Renames and moves: a new path with the bytes of a vanished one is the same note.
         by_hash: dict[str, list[str]] = {}
@@ -196,13 +235,14 @@ class Indexer:
 
         # Notes that embed a changed, moved or deleted note must be re-chunked too, and so must
         # notes with an embed that pointed nowhere and now finds a note that just appeared.
-        touched = {w.path for w in work} | {w.moved_from for w in work if w.moved_from} | set(gone)
+        touched = ({w.path for w in work} | {w.moved_from for w in work if w.moved_from} | set(gone)
+                   | dropped)
         queued = {w.path for w in work}
         appeared = {w.path for w in work if w.state is None or w.moved_from}
         # Link resolution over the whole vault costs ~10 ms per 1,000 files: only when needed.
-        resolver = LinkResolver(files) if work or gone else None
+        resolver = LinkResolver(files) if work or gone or dropped else None
         for path, state in states.items():
-            if path in queued or path in gone or path not in files:
+            if path in queued or path in gone or path in dropped or path not in files:
                 continue
             found = appeared and resolver is not None and any(
                 resolver.resolve(target.split("#", 1)[0], path) in appeared
@@ -258,17 +298,20 @@ class Indexer:
         the second is skipped with its reason."""
         files: dict[str, tuple[int, int]] = {}
         disk: dict[str, str] = {}
+        stat: dict[str, os.stat_result] = {}
         twins: set[str] = set()
         for raw, st in self.filter.walk():
             path = nfc(raw)
             if path in disk:
                 twins.add(raw)
                 self._skip(stats, raw, f"same name as {disk[path]!r} in another Unicode form "
-                           "(NFC/NFD); rename one of them", st.st_size, st.st_mtime_ns)
+                           "(NFC/NFD); rename one of them", st)
                 continue
             disk[path] = raw
+            stat[path] = st
             files[path] = (st.st_size, st.st_mtime_ns)
         self._disk = disk
+        self._stat = stat
         return files, twins
 
     def file(self, path: str) -> Path:
@@ -279,27 +322,36 @@ class Indexer:
         try:
             if w.path.lower().endswith(".pdf"):
                 return parse_pdf(w.path, self.file(w.path))
-            text = w.data.decode("utf-8", errors="replace")
+            text = decode_note(w.data)  # BOM, UTF-16; NUL removed; SkipFile for binary data
             if "\ufffd" in text and b"\xef\xbf\xbd" not in w.data:
                 log.warning("%s: not valid UTF-8; undecodable bytes replaced", w.path)
             return parse_markdown(w.path, text, resolver, self._read_note)
         except SkipFile as exc:
-            self._skip(stats, w.path, exc.reason, w.size, w.mtime_ns)
+            self._skip(stats, w.path, exc.reason)
         except Exception as exc:  # one bad file must never stop the sync
             log.warning("%s: skipped, parse failed: %s", w.path, exc, exc_info=log.isEnabledFor(logging.DEBUG))
-            self._skip(stats, w.path, f"parse failed: {type(exc).__name__}: {exc}", w.size, w.mtime_ns)
+            self._skip(stats, w.path, f"parse failed: {type(exc).__name__}: {exc}")
         return None
 
     def _read_note(self, path: str) -> str | None:
+        """An embedded note's text, decoded like a note's own; None when it cannot be."""
         try:
-            return self.file(path).read_text(encoding="utf-8", errors="replace")
-        except OSError:
+            file = self.file(path)
+            if file.stat().st_size > self.max_note_bytes:
+                return None
+            return decode_note(file.read_bytes())
+        except (OSError, SkipFile):
             return None
 
-    def _skip(self, stats: SyncStats, path: str, reason: str, size: int, mtime_ns: int) -> None:
+    def _skip(self, stats: SyncStats, path: str, reason: str, st: os.stat_result | None = None) -> None:
+        """Record a skip with the stamp the walk saw (`st` for a name not in `_stat`)."""
         log.info("skipped %s: %s", path, reason)
         stats.skipped.append({"path": path, "reason": reason})
-        self.index.registry.record_skip(path, reason, size, mtime_ns)
+        st = st or self._stat.get(path)
+        if st is None:
+            self.index.registry.record_skip(path, reason)  # no stamp: never trusted
+        else:
+            self.index.registry.record_skip(path, reason, *_stamp_of(st))
 
     def _records(self, note: ParsedNote) -> list[ChunkRecord]:
         drafts = chunk_note(note, max_tokens=self.chunk_tokens)

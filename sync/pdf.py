@@ -168,7 +168,8 @@ _JUNK_TITLE_RE = re.compile(
 
 def pdf_title(meta: dict[str, str], path_rel: str) -> str:
     """The PDF's Title metadata unless it is a placeholder, else the file name without `.pdf`."""
-    title = " ".join((meta.get("Title") or "").split())
+    # NUL, which PostgreSQL refuses in text, does occur in metadata strings.
+    title = " ".join((meta.get("Title") or "").replace("\x00", "").split())
     if title and not _JUNK_TITLE_RE.match(title):
         return title
     name = path_rel.rsplit("/", 1)[-1]

@@ -9,8 +9,12 @@
   `max_delay` seconds after its first event, so a continuous stream still flushes;
 - `on_batch` runs on one dedicated worker thread, never concurrently with itself;
   events arriving while it runs are collected for the next batch;
-- an exception from `on_batch` is logged and the batch is dropped (not retried: a
-  poison batch would otherwise loop forever); the watcher keeps going.
+- an exception from `on_batch` is logged and the batch is retried with backoff
+  (`retry_initial` seconds, doubling up to `retry_max`), merged with the events that
+  arrive meanwhile: a busy registry or a database that is down must not lose the
+  edit until the next reconcile (or forever, with reconcile off). A poison batch
+  costs one attempt per `retry_max`; `failure` reports the failing state until a
+  batch succeeds.
 
 A batch is a `set[str]` of vault-relative POSIX paths. It says "look at these
 again", not what happened: the consumer checks the disk (a path that no longer
@@ -110,9 +114,15 @@ class VaultWatcher:
         filter: VaultFilter,
         debounce: float = 0.5,
         max_delay: float = 5.0,
+        retry_initial: float = 1.0,
+        retry_max: float = 60.0,
     ) -> None:
         if debounce < 0 or max_delay < debounce:
             raise ValueError("need 0 <= debounce <= max_delay")
+        if retry_initial <= 0 or retry_max < retry_initial:
+            raise ValueError("need 0 < retry_initial <= retry_max")
+        self._retry_initial = retry_initial
+        self._retry_max = retry_max
         self._filter = filter
         self._on_batch = on_batch
         self._debounce = debounce
@@ -130,6 +140,10 @@ class VaultWatcher:
         self._first = 0.0  # monotonic time of the first pending event
         self._last = 0.0  # ... and of the latest one
         self._flush_requested = False
+        self._retry_at = 0.0  # monotonic: a failed batch is not retried before this
+        self._failures = 0  # consecutive failed batches
+        self._error: str | None = None  # the last failure, until a batch succeeds
+        self._failing_since = 0.0  # wall clock of the first failure in a row
         self._taken = 0  # batches taken off `_pending`
         self._done = 0  # batches whose on_batch has returned
         self._started = False
@@ -217,6 +231,21 @@ class VaultWatcher:
         """How many entries wait for the next batch."""
         with self._cond:
             return len(self._pending)
+
+    @property
+    def failure(self) -> dict[str, object] | None:
+        """None while batches succeed; else the last error, since when (epoch seconds), how
+        many attempts failed in a row, and seconds until the next retry."""
+        with self._cond:
+            if self._error is None:
+                return None
+            return {
+                "error": self._error,
+                "since": self._failing_since,
+                "failures": self._failures,
+                "retry_in": round(max(0.0, self._retry_at - time.monotonic()), 2),
+                "pending": len(self._pending),
+            }
 
     def flush_now(self, timeout: float | None = 5.0) -> bool:
         """Deliver pending entries now, skipping the debounce, and wait for that batch.
@@ -309,6 +338,7 @@ class VaultWatcher:
                     break
                 now = time.monotonic()
                 due = min(self._last + self._debounce, self._first + self._max_delay)
+                due = max(due, self._retry_at)  # backing off after a failure
                 if now >= due:
                     break
                 self._cond.wait(due - now)
@@ -317,25 +347,51 @@ class VaultWatcher:
             self._taken += 1
             return batch
 
+    def _failed(self, batch: set[str], error: str) -> float:
+        """Put a failed batch back (merged with newer events) and schedule its retry."""
+        now = time.monotonic()
+        with self._cond:
+            self._failures += 1
+            if self._error is None:
+                self._failing_since = time.time()
+            self._error = error
+            delay = _backoff(self._failures, self._retry_initial, self._retry_max)
+            self._retry_at = now + delay
+            if not self._closed:
+                if not self._pending:
+                    self._first = self._last = now
+                self._pending |= batch
+            return delay
+
     def _run(self) -> None:
         while (batch := self._next_batch()) is not None:
             logger.debug("vault batch of %d entries", len(batch))
             try:
                 self._on_batch(batch)
             except Exception as exc:
+                delay = self._failed(batch, f"{type(exc).__name__}: {str(exc)[:200]}")
                 # One short line at error level (message capped: consumers' errors
                 # can quote file content); the full traceback only at debug.
                 logger.error(
-                    "vault watcher: on_batch failed on %d entries, batch dropped: %s: %.200s",
+                    "vault watcher: on_batch failed on %d entries, retrying in %.0fs: %s",
                     len(batch),
-                    type(exc).__name__,
-                    exc,
+                    delay,
+                    self._error,
                 )
                 logger.debug("on_batch traceback", exc_info=True)
+            else:
+                with self._cond:
+                    if self._error is not None:
+                        logger.info("vault watcher: batches succeed again")
+                    self._failures, self._retry_at, self._error = 0, 0.0, None
             finally:
                 with self._cond:
                     self._done += 1
                     self._cond.notify_all()
+
+
+def _backoff(failures: int, initial: float, maximum: float) -> float:
+    return min(maximum, initial * 2 ** min(failures - 1, 30))
 
 
 def _remaining(deadline: float | None) -> float | None:

@@ -493,3 +493,23 @@ def test_invite_url_has_the_scopes_and_permissions() -> None:
     perms = discord.Permissions(int(url.query["permissions"]))
     assert perms.create_public_threads and perms.send_messages_in_threads and perms.embed_links
     assert perms.read_message_history and not perms.administrator
+
+
+async def test_a_queued_question_shows_its_place_in_line(fake, index, fake_ollama) -> None:
+    from engine.llm.queue import GenerationQueue
+
+    fake_ollama.responder = lambda *a: A1
+    fake_ollama.pause_after = 1  # the first generation holds the only slot
+    asker = make_asker(index, fake_ollama, queue=GenerationQueue({"qwen2.5:7b-instruct": 1}))
+    async with running(fake, asker):
+        busy = asyncio.create_task(asker.ask("How long does the bread bake?"))
+        await until(lambda: bool(chats(fake_ollama)))
+        start = len(fake.calls)
+        await fake.ask(Q1)
+        waiting = await fake.wait_call("PATCH", ORIGINAL, after=start)
+        assert waiting.json["content"] == "waiting: 1 question ahead …"
+        fake_ollama.resume()
+        await busy
+        await fake.wait_call("POST", THREAD, after=start)
+    final = [c for c in fake.calls[start:] if c.method == "PATCH" and has_embeds(c)][-1]
+    assert final.json["embeds"][0]["description"] == A1

@@ -645,3 +645,34 @@ def test_socket_mode(index, fake_slack, fake_ollama) -> None:
     finally:
         handle.stop()
     fake_slack.wait_for(lambda: fake_slack.connected_sockets == 0)
+
+
+def test_a_queued_question_shows_its_place_in_the_thread_status(index, fake_slack,
+                                                                fake_ollama) -> None:
+    import asyncio
+    import threading
+
+    from engine.llm.queue import GenerationQueue
+
+    fake_ollama.responder = lambda *a: LAUNCH
+    fake_ollama.pause_after = 1  # a question asked elsewhere holds the only slot
+    queue = GenerationQueue({"qwen2.5:7b-instruct": 1})
+    asker = Asker(Retriever(index), OllamaGenerator(fake_ollama.url), vault_name="vault",
+                  queue=queue)
+    with Bot(index, fake_slack, fake_ollama, asker=asker) as b:
+        busy = threading.Thread(
+            target=lambda: asyncio.run(asker.ask("How long does the bread bake?")))
+        busy.start()
+        while not fake_ollama.requests_to("/api/chat"):
+            time.sleep(0.01)
+        ts = b.mention("when is the vaultbot launch?")
+        deadline = time.monotonic() + 15
+        while not any(c.args.get("status") == "waiting: 1 question ahead"
+                      for c in fake_slack.calls_to("assistant.threads.setStatus")):
+            assert time.monotonic() < deadline, fake_slack.methods()
+            time.sleep(0.02)
+        fake_ollama.resume()
+        busy.join(15)
+        b.settle(1)
+        [answer] = b.answers("C1", ts)
+    assert "December 4" in sections(answer, "vb_answer")[0]

@@ -176,7 +176,7 @@ def test_bad_files_are_skipped_not_fatal(tmp_path: Path, usem3) -> None:
     assert "english-50-pages.pdf" in states
     info = registry.note_info(["broken yaml.md"])["broken yaml.md"]
     assert info.title == "broken yaml"
-    # A second sync does not retry unchanged skipped files, and still reports them.
+    # A second sync (a reconcile) tries the skipped files again: skipped again, same reasons.
     again = indexer.sync()
     assert {s["path"] for s in again.skipped} == set(reasons)
     assert again.notes_added == again.notes_updated == 0

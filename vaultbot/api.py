@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hmac
 import json
 import logging
@@ -26,7 +28,7 @@ from pydantic import BaseModel, Field
 from starlette.types import ASGIApp, Receive, Send
 from starlette.types import Scope as AsgiScope
 
-from engine.answer import Answer, Asker, AskOptions, Done, Failed, Sources, Token
+from engine.answer import Answer, Asker, AskOptions, Done, Failed, Queued, Sources, Token
 from engine.index import Index
 from engine.mask import default_masker
 from engine.models import Scope
@@ -137,6 +139,42 @@ def sse(event: str, data: Any) -> bytes:
     return f"event: {event}\ndata: {payload}\n\n".encode()
 
 
+KEEP_ALIVE = b": keep-alive\n\n"
+"""An SSE comment: clients ignore it, proxies see traffic."""
+
+
+async def keep_alive(events: AsyncIterator[bytes], interval: float) -> AsyncIterator[bytes]:
+    """`events`, plus `KEEP_ALIVE` whenever none came for `interval` seconds: a proxy with an
+    idle timeout (nginx: 60 s) would otherwise cut the stream while a model loads or the
+    generation queue waits, before the first token."""
+    source = aiter(events)
+    pending: asyncio.Future[bytes] | None = None
+    try:
+        while True:
+            if pending is None:
+                pending = asyncio.ensure_future(anext(source))
+            # wait() leaves the event's task running on timeout; wait_for would cancel it.
+            done, _ = await asyncio.wait({pending}, timeout=interval)
+            if not done:
+                yield KEEP_ALIVE
+                continue
+            pending, task = None, pending
+            try:
+                item = task.result()
+            except StopAsyncIteration:
+                return
+            yield item
+    finally:  # the client went away (or we are done): stop the generation too
+        if pending is not None:
+            pending.cancel()
+            with contextlib.suppress(BaseException):
+                await pending
+        aclose = getattr(source, "aclose", None)
+        if aclose is not None:
+            with contextlib.suppress(Exception):
+                await aclose()
+
+
 def create_app(
     *,
     asker: Asker,
@@ -149,6 +187,8 @@ def create_app(
     allowed_hosts: set[str] | None = None,
     host_check_exempt: Collection[str] = (),
     mask: bool = True,
+    keepalive: float = 15.0,
+    sync_failure: Callable[[], dict[str, Any] | None] | None = None,
 ) -> FastAPI:
     """`token`: when set, every route needs `Authorization: Bearer <token>`, except /health,
     which without it says only whether the service is ok.
@@ -156,7 +196,10 @@ def create_app(
     `allowed_hosts`: when given, requests whose Host header (port aside) is not in it are
     refused (see HostCheck); `serve` sets it when there is no token.
     `mask`: answers, sources and /search results carry "(masked)" for secrets and personal
-    data (VAULTBOT_MASK)."""
+    data (VAULTBOT_MASK).
+    `keepalive`: seconds without an event after which `/ask`'s SSE stream sends a comment.
+    `sync_failure`: the live sync's failing state (SyncService.failure); while it fails,
+    /health is not ok."""
     # The schema and its viewers are routes below, behind the token like the rest.
     app = FastAPI(title="vaultbot", version="0.1.0", openapi_url=None, docs_url=None,
                   redoc_url=None)
@@ -220,6 +263,8 @@ def create_app(
                         yield sse("token", {"text": event.text})
                     elif isinstance(event, Failed):
                         yield sse("error", {"message": event.message})
+                    elif isinstance(event, Queued):
+                        yield sse("queued", {"position": event.position})
                     elif isinstance(event, Done):
                         metrics.observe(event.answer, "api")
                         yield sse("done", event.answer.to_json())
@@ -227,7 +272,7 @@ def create_app(
                 log.exception("ask failed")
                 yield sse("error", {"message": f"internal error: {type(exc).__name__}"})
 
-        return StreamingResponse(events(), media_type="text/event-stream",
+        return StreamingResponse(keep_alive(events(), keepalive), media_type="text/event-stream",
                                  headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
     @app.get("/search", dependencies=[Depends(auth)])
@@ -261,14 +306,16 @@ def create_app(
         import asyncio
 
         status = await asyncio.to_thread(index.status)
-        ok = status["vectors"] == status["chunks"]
+        failing = sync_failure() if sync_failure is not None else None
+        # A failing sync serves a stale index: a probe should see that, not only the counts.
+        ok = status["vectors"] == status["chunks"] and failing is None
         body: dict[str, Any] = {"ok": ok}
         # The detail (hosts, models, counts) only for the token's holder: a probe, or any local
         # process when there is no token, learns nothing but ok / not ok.
         if token and authorized(request):
             llm = (await llm_health() if llm_health is not None
                    else {"reachable": False, "disabled": True})
-            body |= {"index": status, "ollama": llm}
+            body |= {"index": status, "ollama": llm, "sync_failure": failing}
         return JSONResponse(body, status_code=200 if ok else 503)
 
     @app.get("/metrics", dependencies=[Depends(auth)])

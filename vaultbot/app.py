@@ -5,6 +5,7 @@ Nothing else reads Settings; the parts take plain arguments, so tests can build 
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -19,6 +20,7 @@ from engine.embedders.base import Embedder
 from engine.index import Index
 from engine.lexical import LexicalIndex
 from engine.llm.base import Generator
+from engine.llm.queue import GenerationQueue, parse_limits
 from engine.prompt import Budget
 from engine.querylog import QueryLog
 from engine.redact import url_secrets
@@ -73,6 +75,12 @@ class App:
         return vault
 
     @cached_property
+    def read_only(self) -> bool:
+        """The data dir exists but cannot be written (a read-only mount, a dir owned by someone
+        else): `status`, `search` and `ask` still read it; nothing is cached or logged."""
+        return self.data_dir.is_dir() and not os.access(self.data_dir, os.W_OK)
+
+    @cached_property
     def embedder(self) -> Embedder:
         s = self.settings
         return make_embedder(s.embedder, ollama_url=s.ollama_url, batch_size=s.embed_batch)
@@ -80,9 +88,21 @@ class App:
     @cached_property
     def index(self) -> Index:
         s = self.settings
-        make_private_dir(self.data_dir)
+        if not self.read_only:
+            make_private_dir(self.data_dir)
         embedder = self.embedder
         keywords = LexicalIndex(self.data_dir / "keywords.sqlite3")
+        if self.read_only and s.index == "chroma" and not s.chroma_url:
+            # Embedded Chroma cannot open a read-only dir at all ("attempt to write a readonly
+            # database"), so read the same vectors from the registry's embedding cache into an
+            # in-memory exact store instead.
+            from engine.binary import BinaryVectorStore
+            from engine.registry import Registry
+
+            registry = Registry(s.registry_url)
+            vectors = BinaryVectorStore.from_registry(registry, embedder.name, embedder.dim,
+                                                      rescore="memory")
+            return Index(registry, vectors, embedder, keywords)  # type: ignore[arg-type]
         if s.index == "binary":
             # Derived from the registry's embedding cache at start-up, then kept up with other
             # processes' syncs through the registry generation (engine/binary.py).
@@ -109,7 +129,8 @@ class App:
 
     @cached_property
     def indexer(self) -> Indexer:
-        indexer = Indexer(self.index, self.vault, chunk_tokens=self.settings.chunk_tokens)
+        indexer = Indexer(self.index, self.vault, chunk_tokens=self.settings.chunk_tokens,
+                          max_note_mb=self.settings.max_note_mb)
         # A changed note drops the cached answers that used it right away; the cache also
         # checks note stamps on lookup, which covers syncs done by other processes.
         indexer.on_change.append(self.answer_cache.invalidate_paths)
@@ -153,10 +174,15 @@ class App:
     def asker(self) -> Asker:
         s = self.settings
         vault_name = s.vault.name if s.vault is not None else "vault"
+        # A read-only data dir can neither cache answers nor log questions.
         return Asker(
-            self.retriever, self.generator, cache=self.answer_cache, querylog=self.querylog,
+            self.retriever, self.generator,
+            cache=None if self.read_only else self.answer_cache,
+            querylog=None if self.read_only else self.querylog,
             vault_name=vault_name, note_url=s.note_url, fast_model=s.llm_fast,
             deep_model=s.llm_deep, k=s.top_k, budget=Budget(context_tokens=s.llm_num_ctx),
+            queue=GenerationQueue(parse_limits(s.llm_concurrency, fast_model=s.llm_fast,
+                                               deep_model=s.llm_deep)),
         )
 
     def lock(self) -> IndexLock:

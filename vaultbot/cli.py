@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import logging
 import os
@@ -171,7 +172,7 @@ def cmd_sync(app: Any, args: argparse.Namespace) -> int:
 
 
 def cmd_watch(app: Any, args: argparse.Namespace) -> int:
-    from sync.service import SyncService
+    from sync.service import STATE_FILE, SyncService
     from vaultbot.serve import start_purge_schedule
 
     stop = threading.Event()
@@ -180,7 +181,8 @@ def cmd_watch(app: Any, args: argparse.Namespace) -> int:
     with app.lock():
         service = SyncService(app.indexer, debounce=app.settings.debounce_seconds,
                               reconcile_minutes=app.settings.reconcile_minutes,
-                              watch=app.settings.watch_events)
+                              watch=app.settings.watch_events,
+                              state_file=app.data_dir / STATE_FILE)
         # Watch first, then sync: an edit made during the first sync, or just after it, is
         # seen by the watcher (its batch waits for the sync in progress) instead of missed.
         service.start()
@@ -211,6 +213,10 @@ def cmd_status(app: Any, args: argparse.Namespace) -> int:
                          for s in app.index.registry.skipped().values()]
     status["in_step"] = status["vectors"] == status["chunks"]
     status["privacy"] = app.index.registry.privacy_notes()
+    # A running serve/watch records a failing sync there (it retries with backoff).
+    from sync.service import STATE_FILE, read_state
+
+    status["sync_failure"] = read_state(app.data_dir / STATE_FILE)
     if args.json:
         print(json.dumps(status, ensure_ascii=False, default=str))
         return 0
@@ -224,6 +230,10 @@ def cmd_status(app: Any, args: argparse.Namespace) -> int:
         print(f"skipped:   {s['path']}: {s['reason']}")
     for s in status["privacy"]:
         print(f"privacy:   {s['path']}: {s['reason']}")
+    if failure := status["sync_failure"]:
+        since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(failure["since"]))
+        print(f"sync:      FAILING since {since} ({failure['failures']} attempts, retrying): "
+              f"{failure['error']}")
     return 0
 
 
@@ -255,7 +265,7 @@ def cmd_search(app: Any, args: argparse.Namespace) -> int:
 def cmd_ask(app: Any, args: argparse.Namespace) -> int:
     import asyncio
 
-    from engine.answer import AskOptions, Done, Failed, Token
+    from engine.answer import AskOptions, Done, Failed, Queued, Token
 
     # The owner's own terminal sees the notes as they are, unless VAULTBOT_MASK=true.
     opts = AskOptions(scope=_scope(args, app), deep=args.deep, use_cache=not args.no_cache, channel="cli",
@@ -268,6 +278,8 @@ def cmd_ask(app: Any, args: argparse.Namespace) -> int:
                 print(event.text, end="", flush=True)
             elif isinstance(event, Failed) and not args.json:
                 print(f"\n[error] {event.message}", file=sys.stderr)
+            elif isinstance(event, Queued) and not args.json:  # stderr: stdout is the answer
+                print(event.message, file=sys.stderr, flush=True)
             elif isinstance(event, Done):
                 answer = event.answer
         return answer
@@ -390,17 +402,75 @@ def _run(args: argparse.Namespace, redactor: RedactingFilter) -> int:
     app = App(settings)
     try:
         return COMMANDS[args.command](app, args)
-    except (ConfigError, IndexLocked, EmbedderError, ValueError) as exc:
-        print(redactor.redact(f"vaultbot: {exc}"), file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         return 130
-    except Exception:
-        # Unexpected: the traceback goes through the (redacting) log instead of raw to stderr.
-        log.critical("vaultbot %s failed", args.command, exc_info=True)
-        return 1
+    except Exception as exc:
+        line = explain_failure(exc, settings)
+        known = line is not None or isinstance(exc, (ConfigError, IndexLocked, EmbedderError,
+                                                     ValueError))
+        if args.verbose or not known:
+            # The traceback goes through the (redacting) log, never raw to stderr.
+            log.critical("vaultbot %s failed", args.command, exc_info=True)
+        print(redactor.redact(f"vaultbot: {line or exc}"), file=sys.stderr)
+        return 2 if known else 1
     finally:
-        app.close()
+        try:
+            app.close()
+        except Exception:  # closing a half-opened index must not hide the message above
+            log.debug("close failed", exc_info=True)
+
+
+def _chain(exc: BaseException) -> list[BaseException]:
+    out: list[BaseException] = []
+    cur: BaseException | None = exc
+    while cur is not None and cur not in out:
+        out.append(cur)
+        cur = cur.__cause__ or cur.__context__
+    return out
+
+
+def explain_failure(exc: BaseException, settings: Settings) -> str | None:
+    """One line for each failure a user can fix, naming the setting to change; None for
+    anything else (a bug: its traceback is logged). Callers redact the line."""
+    from engine.redact import redact_url
+
+    chain = _chain(exc)
+    text = " | ".join(f"{type(e).__name__}: {e}" for e in chain).lower()
+    names = {type(e).__name__ for e in chain}
+    data_dir = settings.data_dir
+    db = redact_url(settings.database_url)
+    if any(isinstance(e, OSError) and e.errno == errno.ENOSPC for e in chain) \
+            or "disk is full" in text or "no space left" in text:
+        return (f"the disk is full: nothing more can be written to {data_dir} or the database; "
+                "free some space, or move VAULTBOT_DATA_DIR to a disk with room")
+    if "NoSuchModuleError" in names or ("ArgumentError" in names and settings.database_url):
+        scheme = settings.database_url.partition("://")[0] or settings.database_url
+        return (f"VAULTBOT_DATABASE_URL={db} is not a database URL SQLAlchemy can use "
+                f"(scheme {scheme!r}); for PostgreSQL use postgresql+psycopg:// instead of "
+                "postgres://, or leave it empty for SQLite in the data dir")
+    if settings.chroma_url and ("could not connect to a chroma server" in text
+                                or ("chroma" in text and "connect" in text)):
+        return (f"cannot reach the Chroma server at VAULTBOT_CHROMA_URL={redact_url(settings.chroma_url)}; "
+                "start it, or leave VAULTBOT_CHROMA_URL empty for the embedded store")
+    if settings.database_url and names & {"OperationalError", "InterfaceError"}:
+        reason = next((str(e).strip().splitlines()[0] for e in reversed(chain) if str(e).strip()),
+                      "connection failed")
+        return (f"cannot reach the database at VAULTBOT_DATABASE_URL={db}: {reason}; "
+                "check the URL and that the server is running")
+
+    def in_data_dir(e: OSError) -> bool:
+        # A permission error on the vault or the access file has its own message already.
+        return e.filename is None or Path(os.fsdecode(e.filename)).resolve().is_relative_to(
+            data_dir.resolve())
+
+    read_only = any(isinstance(e, OSError) and in_data_dir(e)
+                    and e.errno in (errno.EROFS, errno.EACCES, errno.EPERM) for e in chain) \
+        or "readonly database" in text or "unable to open database file" in text
+    if read_only:
+        return (f"cannot write to the data dir {data_dir} (read-only or not yours): fix its "
+                "permissions, or set VAULTBOT_DATA_DIR to a writable directory; "
+                "status, search and ask can read an existing index without writing")
+    return None
 
 
 if __name__ == "__main__":

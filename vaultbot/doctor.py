@@ -44,20 +44,90 @@ def check_vault(app: Any) -> Check:
     return Check("vault", True, f"{vault}: {n} notes and PDFs")
 
 
-def check_index(app: Any) -> Check:
-    data_dir: Path = app.data_dir
+def _one_line(exc: BaseException) -> str:
+    first = (str(exc).strip().splitlines() or [""])[0]
+    return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
+
+
+def _no_index_yet(app: Any) -> bool:
     # The doctor looks, it does not create: opening an index that is not there would make one.
+    data_dir: Path = app.data_dir
     sqlite_missing = not app.settings.database_url and not (data_dir / "registry.sqlite3").exists()
-    if "index" not in app.__dict__ and (not data_dir.is_dir() or sqlite_missing):
-        return Check("index", False, f"no index yet in {data_dir}", "run `vaultbot sync`")
+    return "index" not in app.__dict__ and (not data_dir.is_dir() or sqlite_missing)
+
+
+def check_database(app: Any) -> Check:
+    """The registry's database on its own: the URL parses and the server answers. A plain
+    `select 1`, so nothing is created (no tables in an empty PostgreSQL database either)."""
+    from sqlalchemy import text
+
+    from engine.redact import redact_url
+    from engine.registry import make_engine
+
+    url = app.settings.database_url
+    if not url:
+        where = app.data_dir / "registry.sqlite3"
+        if not where.exists():
+            return Check("database", True, f"SQLite, not created yet ({where})", optional=True)
+    shown = redact_url(url) if url else "SQLite in the data dir"
     try:
-        if not os.access(data_dir, os.W_OK):
-            return Check("index", False, f"{data_dir} is not writable", "fix its permissions or set VAULTBOT_DATA_DIR")
+        engine = make_engine(app.settings.registry_url)
+    except Exception as exc:  # a scheme SQLAlchemy has no dialect for, a malformed URL
+        return Check("database", False, f"VAULTBOT_DATABASE_URL={shown}: {_one_line(exc)}",
+                     "use a scheme SQLAlchemy knows: postgresql+psycopg:// instead of "
+                     "postgres://; or leave it empty for SQLite in the data dir")
+    try:
+        with engine.connect() as conn:
+            conn.execute(text("select 1"))
+    except Exception as exc:
+        return Check("database", False, f"cannot reach {shown}: {_one_line(exc.__cause__ or exc)}",
+                     "check VAULTBOT_DATABASE_URL and that the database server is running")
+    finally:
+        engine.dispose()
+    return Check("database", True, shown)
+
+
+def check_vectors(app: Any) -> Check:
+    """The vector store on its own: a Chroma server answers its heartbeat; the embedded store's
+    directory exists (opening it is left to the index check)."""
+    from engine.redact import redact_url
+
+    s = app.settings
+    if s.index == "binary":
+        return Check("vectors", True, "binary index, built from the registry", optional=True)
+    if s.chroma_url:
+        shown = redact_url(s.chroma_url)
+        try:
+            r = httpx.get(s.chroma_url.rstrip("/") + "/api/v2/heartbeat", timeout=5)
+            r.raise_for_status()
+        except httpx.HTTPError as exc:
+            return Check("vectors", False, f"Chroma server {shown}: {type(exc).__name__}",
+                         "start the Chroma server, or leave VAULTBOT_CHROMA_URL empty for the "
+                         "embedded store")
+        return Check("vectors", True, f"Chroma server {shown}")
+    where = app.data_dir / "chroma"
+    if not where.is_dir():
+        return Check("vectors", True, f"embedded Chroma, not created yet ({where})", optional=True)
+    return Check("vectors", True, f"embedded Chroma in {where}")
+
+
+def check_index(app: Any) -> Check:
+    """What is indexed, once the database and the vector store each answer on their own."""
+    data_dir: Path = app.data_dir
+    if _no_index_yet(app):
+        return Check("index", False, f"no index yet in {data_dir}", "run `vaultbot sync`")
+    if not os.access(data_dir, os.W_OK):
+        return Check("index", False, f"{data_dir} is not writable: sync cannot run (status, "
+                     "search and ask still read it)", "fix its permissions or set VAULTBOT_DATA_DIR")
+    if not (check_database(app).ok and check_vectors(app).ok):
+        return Check("index", False, "not opened: see the database and vectors checks",
+                     "fix those first")
+    try:
         status = app.index.status()
         last = app.index.registry.last_run()
     except Exception as exc:
-        return Check("index", False, f"cannot open the index: {type(exc).__name__}: {exc}",
-                     "check VAULTBOT_DATABASE_URL / VAULTBOT_CHROMA_URL and that those servers run")
+        return Check("index", False, f"cannot open the index: {_one_line(exc)}",
+                     "run `vaultbot -v status` for the details")
     if status["notes"] == 0:
         return Check("index", False, "the index is empty", "run `vaultbot sync`")
     if status["vectors"] != status["chunks"]:
@@ -66,6 +136,24 @@ def check_index(app: Any) -> Check:
     when = f", last sync {last['status']}" if last else ""
     return Check("index", True, f"{status['notes']} notes, {status['chunks']} chunks, "
                  f"embedder {status['embedding_model']}{when}")
+
+
+def check_access(app: Any) -> Check:
+    """VAULTBOT_ACCESS_FILE: it exists and parses (serve refuses to start otherwise)."""
+    from bot.access import Access
+
+    path = app.settings.access_file
+    if path is None:
+        return Check("access", True, "no access file (VAULTBOT_ACCESS_FILE unset): the bots "
+                     "answer everyone from the notes that are not private", optional=True)
+    if not path.is_file():
+        return Check("access", False, f"{path} is not a file",
+                     "point VAULTBOT_ACCESS_FILE at your access YAML, or leave it empty")
+    try:
+        access = Access.load(path)
+    except ValueError as exc:
+        return Check("access", False, str(exc), "fix the YAML (docs/configuration.md, Access)")
+    return Check("access", True, f"{path}: {len(access.rules)} rules")
 
 
 def check_embedder(app: Any) -> Check:
@@ -174,6 +262,9 @@ def check_privacy(app: Any) -> Check:
     if "index" not in app.__dict__ and not (app.data_dir / "registry.sqlite3").exists() \
             and not app.settings.database_url:
         return Check("privacy", True, "no index yet", optional=True)
+    if "index" not in app.__dict__ and not (check_database(app).ok and check_vectors(app).ok):
+        return Check("privacy", True, "not checked: see the database and vectors checks",
+                     optional=True)
     found = app.index.registry.privacy_notes()
     if not found:
         return Check("privacy", True, "every note's frontmatter parses; no private embeds left out")
@@ -186,8 +277,8 @@ def check_privacy(app: Any) -> Check:
 
 
 CHECKS: list[Callable[[Any], Check]] = [
-    check_vault, check_index, check_data_perms, check_privacy, check_embedder, check_ollama,
-    check_slack, check_discord,
+    check_vault, check_database, check_vectors, check_index, check_data_perms, check_privacy,
+    check_embedder, check_ollama, check_slack, check_discord, check_access,
 ]
 
 

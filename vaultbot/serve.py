@@ -147,7 +147,7 @@ def start_purge_schedule(app: Any, clock: Callable[[], float] = time.time) -> An
 def serve(app: Any, *, host: str, port: int, watch: bool = True) -> int:
     import uvicorn
 
-    from sync.service import SyncService
+    from sync.service import STATE_FILE, SyncService
     from vaultbot.api import check_bind, create_app, local_hosts
 
     token = app.settings.api_token.get_secret_value()
@@ -162,7 +162,8 @@ def serve(app: Any, *, host: str, port: int, watch: bool = True) -> int:
         if watch:
             service = SyncService(app.indexer, debounce=app.settings.debounce_seconds,
                                   reconcile_minutes=app.settings.reconcile_minutes,
-                                  watch=app.settings.watch_events)
+                                  watch=app.settings.watch_events,
+                                  state_file=app.data_dir / STATE_FILE)
             service.start()
             # The first sync runs beside the server so the API answers from the old index
             # while a large vault catches up.
@@ -177,6 +178,7 @@ def serve(app: Any, *, host: str, port: int, watch: bool = True) -> int:
             # (DNS rebinding); Slack's events carry their own signature.
             allowed_hosts=None if token else local_hosts(host),
             host_check_exempt=("/slack/events",),
+            sync_failure=service.failure if service is not None else None,
         )
         for start in (_slack, _discord):
             stop = start(app, api)

@@ -10,8 +10,11 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
 class Settings(BaseSettings):
+    # env_ignore_empty: `KEY=` (as .env.example writes every optional entry) means unset, so
+    # the default applies instead of "" (an empty path is ".", the current directory).
     model_config = SettingsConfigDict(
-        env_prefix="VAULTBOT_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+        env_prefix="VAULTBOT_", env_file=".env", env_file_encoding="utf-8", extra="ignore",
+        env_ignore_empty=True,
     )
 
     # --- where things live
@@ -44,6 +47,9 @@ class Settings(BaseSettings):
     watch_events: bool = Field(
         True, description="Follow file events; false: reconcile only (network shares without events)."
     )
+    max_note_mb: float = Field(
+        10.0, gt=0, description="Larger files are skipped, unread, with their reason."
+    )
 
     # --- generation (engine issue)
     llm: str = Field("ollama", description="`ollama` or `none` (extractive answers only).")
@@ -56,6 +62,9 @@ class Settings(BaseSettings):
         120.0, gt=0, description="Seconds to wait for the first token (model load included)."
     )
     llm_idle_timeout: float = Field(30.0, gt=0, description="Seconds a stream may stall.")
+    llm_concurrency: str = Field(
+        "fast=2,deep=1", description="Generations at once per model: fast=N,deep=M, or one N."
+    )
 
     # --- retrieval and cache
     top_k: int = Field(6, ge=1, le=50, description="Note excerpts given to the model.")
@@ -151,6 +160,14 @@ class Settings(BaseSettings):
     def _check_llm(cls, value: str) -> str:
         if value not in {"ollama", "none"}:
             raise ValueError("must be ollama or none")
+        return value
+
+    @field_validator("llm_concurrency")
+    @classmethod
+    def _check_llm_concurrency(cls, value: str) -> str:
+        from engine.llm.queue import parse_limits
+
+        parse_limits(value, fast_model="fast", deep_model="deep")  # raises ValueError
         return value
 
     @field_validator("mask", mode="before")

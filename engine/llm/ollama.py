@@ -137,6 +137,11 @@ class OllamaGenerator:
                     ) from None
                 except TimeoutError:
                     raise LLMTimeout(model, limit, stalled=received_any) from None
+                except (ValueError, AttributeError, TypeError) as exc:
+                    # The client json-decodes each line (JSONDecodeError, pydantic's
+                    # ValidationError are ValueErrors; a JSON non-object fails on `.get`): a line
+                    # cut off mid-way, or a 200 that is not Ollama's NDJSON at all.
+                    raise _unreadable(model, received_any, exc) from exc
                 if not received_any:
                     received_any = True
                     stats.first_token_seconds = time.monotonic() - started
@@ -232,6 +237,19 @@ class OllamaGenerator:
             "missing": missing,
             "error": error,
         }
+
+
+def _unreadable(model: str, received_any: bool, exc: Exception) -> LLMError:
+    detail = f"{type(exc).__name__}: {str(exc)[:200]}"
+    if received_any:
+        return LLMError(
+            f"Ollama's answer from {model} was cut off mid-line: try again", detail=detail
+        )
+    return LLMError(
+        f"Ollama's answer from {model} was not valid JSON: check that VAULTBOT_OLLAMA_URL "
+        f"points at Ollama",
+        detail=detail,
+    )
 
 
 def _record_done(stats: GenerationStats, chunk: Any) -> None:

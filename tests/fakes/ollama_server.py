@@ -35,6 +35,10 @@ Scripting (plain attributes, may be changed while the server runs):
   status and `{"error": message}`.
 * `error_after` / `error_message`: after that many pieces, emit a `{"error": ...}` line and end
   the stream (Ollama's way to report a failure once the 200 is already sent).
+* `cut_mid_line_after`: send this many pieces, then the first half of the next JSON line, and end
+  the chunked stream cleanly (a proxy or runner that cut the answer mid-line).
+* `garbage_body`: answer `/api/chat` and `/api/generate` with a 200 whose body is this text
+  (`text/html`, not NDJSON), e.g. a captive portal or another service on Ollama's port.
 
 Every request is recorded in `requests` (method, path, parsed JSON body, the objects sent back
 with their send times, whether the client disconnected).
@@ -556,6 +560,10 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_json(200, self._chunk(name, kind, "", done=True, done_reason=reason))
             return
 
+        if fake.garbage_body is not None:
+            self._send_bytes(200, "text/html; charset=utf-8", fake.garbage_body.encode())
+            return
+
         options = body.get("options") or {}
         try:
             answer = fake.responder(name, messages, options)
@@ -597,6 +605,13 @@ class _Handler(BaseHTTPRequestHandler):
         for i, piece in enumerate(pieces):
             if fake.pause_after is not None and i == fake.pause_after:
                 self._wait_until(fake._resume)
+            if fake.cut_mid_line_after is not None and i == fake.cut_mid_line_after:
+                line = json.dumps(self._chunk(name, kind, piece, done=False)).encode()
+                half = line[: len(line) // 2]
+                self.record.sent.append((time.monotonic(), half.decode()))
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(half), half))
+                self._end_stream()
+                return
             if fake.stall_after is not None and i == fake.stall_after:
                 self.close_connection = True
                 self._hang()
@@ -723,6 +738,8 @@ class FakeOllama:
         self.http_error_paths: set[str] = set(INFERENCE_PATHS)
         self.error_after: int | None = None
         self.error_message = "an error was encountered while running the model"
+        self.cut_mid_line_after: int | None = None
+        self.garbage_body: str | None = None
         self.requests: list[RecordedRequest] = []
         self.loaded: dict[str, datetime] = {}
 

@@ -22,6 +22,11 @@ stream over 12,000 characters (`invalid_arguments`).
 
 Scripting (plain attributes):
 * `errors[method] = "not_allowed"`: answer that method with `{"ok": false, "error": ...}`.
+* `rate_limits[method] = n`: answer the next n calls of that method with HTTP 429,
+  `Retry-After: <retry_after>` (default 0 s) and `{"ok": false, "error": "ratelimited"}`, as
+  Slack does; the call is recorded but has no effect.
+* `drops[method] = n`: close the connection of the next n calls without answering (the
+  client sees a server disconnect); recorded with response `{"dropped": true}`, no effect.
 * `add_message(channel, text, user=..., thread_ts=...)`: a message people wrote, served by
   `conversations.replies` (posts by the bot are stored there too, with `user` = the bot user
   and `bot_id`).
@@ -144,6 +149,9 @@ class FakeSlack:
         self.bot_user_id = bot_user_id
         self.bot_id = bot_id
         self.errors: dict[str, str] = {}
+        self.rate_limits: dict[str, int] = {}
+        self.retry_after = 0
+        self.drops: dict[str, int] = {}
         self.calls: list[Call] = []
         self.messages: dict[str, list[dict[str, Any]]] = {}  # channel -> messages
         self.ephemeral: list[dict[str, Any]] = []
@@ -318,11 +326,24 @@ class FakeSlack:
         auth = request.headers.get("Authorization", "")
         token = auth[7:] if auth.startswith("Bearer ") else args.pop("token", None)
         call = Call(method, args, token)
+        status, fault = 200, None
         with self._cond:
-            call.response = self._respond(method, args, token)
+            if self.drops.get(method, 0) > 0:
+                self.drops[method] -= 1
+                fault, call.response = "drop", {"dropped": True}
+            elif self.rate_limits.get(method, 0) > 0:
+                self.rate_limits[method] -= 1
+                status, call.response = 429, {"ok": False, "error": "ratelimited"}
+            else:
+                call.response = self._respond(method, args, token)
             self.calls.append(call)
             self._cond.notify_all()
-        return web.json_response(call.response)
+        if fault == "drop":
+            assert request.transport is not None
+            request.transport.close()
+            return web.Response()  # never reaches the client
+        headers = {"Retry-After": str(self.retry_after)} if status == 429 else None
+        return web.json_response(call.response, status=status, headers=headers)
 
     def _respond(self, method: str, args: dict[str, Any], token: str | None) -> dict[str, Any]:
         if not token:
