@@ -31,7 +31,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from engine.models import Scope
+from engine.models import Scope, filter_tags
 
 log = logging.getLogger(__name__)
 
@@ -438,12 +438,9 @@ class BinaryVectorStore:
         edit): point their slots at the new metadata."""
         paths = {p for p, _, _ in self._metas}
         info = registry.note_info(paths)
-        def filter_fields(n: Any) -> tuple[tuple[str, ...], bool]:  # as VectorMeta.of has them
-            return (*n.tags, *n.suspect), bool(n.private)
-
-        stale = {i: (p, *filter_fields(info[p]))
+        stale = {i: (p, filter_tags(info[p]), bool(info[p].private))
                  for i, (p, t, pr) in enumerate(self._metas)
-                 if p in info and filter_fields(info[p]) != (t, pr)}
+                 if p in info and (filter_tags(info[p]), bool(info[p].private)) != (t, pr)}
         if not stale:
             return 0
         slots = self._meta_of_slot[: len(self.index._id_of_slot)]

@@ -38,7 +38,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from engine.korean import TOKENIZERS, tokenize, tokenize_many
-from engine.models import Scope
+from engine.models import Scope, filter_tags
 
 log = logging.getLogger(__name__)
 
@@ -477,9 +477,7 @@ class LexicalIndex:
             note = notes.get(c.note_path)
             title = note.title if note is not None else ""
             text = f"{title}\n{c.embed_text}" if title else c.embed_text
-            # Unparseable frontmatter's words count as tags here, so that a private tag among
-            # them hides the chunk already in the store (engine/provenance.py decides).
-            tags = (*note.tags, *note.suspect) if note is not None else ()
+            tags = filter_tags(note) if note is not None else ()
             private = bool(note.private) if note is not None else True
             docs.append(LexDoc(c.id, text, c.note_path, tags, private))
         self.upsert(docs)

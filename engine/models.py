@@ -77,6 +77,14 @@ _PRIVATE_WORD_RE = re.compile(r"(?i)\bprivate\b")
 _WORD_RE = re.compile(r"[^\s!-,.:-@\[-^`{-~]+(?:/[^\s!-,.:-@\[-^`{-~]+)*")
 
 
+def filter_tags(note: Any) -> tuple[str, ...]:
+    """The tags a store filters a note's chunks by: its own, plus the words of unparseable
+    frontmatter, so that an excluded (private) tag among them hides the chunks already in the
+    store (engine/provenance.py still makes the decision). `note`: anything with `tags` and
+    `suspect` (a NoteInfo)."""
+    return (*note.tags, *note.suspect)
+
+
 def mentions_private(raw: str) -> bool:
     """Does unparseable frontmatter name the private key at all? (Then the note is private.)"""
     return bool(_PRIVATE_WORD_RE.search(raw))

@@ -15,7 +15,7 @@ from urllib.parse import urlparse
 
 import numpy as np
 
-from engine.models import ChunkRecord, Scope, folder_ancestors
+from engine.models import ChunkRecord, Scope, filter_tags, folder_ancestors
 from engine.names import name_key
 
 if TYPE_CHECKING:
@@ -38,9 +38,7 @@ class VectorMeta:
 
     @classmethod
     def of(cls, chunk: ChunkRecord, note: NoteInfo) -> VectorMeta:
-        # Unparseable frontmatter's words count as tags, so an excluded tag among them filters
-        # the chunk out already here (engine/provenance.py makes the decision).
-        return cls(chunk.note_path, (*note.tags, *note.suspect), note.private)
+        return cls(chunk.note_path, filter_tags(note), note.private)
 
     def to_chroma(self) -> dict[str, Any]:
         meta: dict[str, Any] = {"path": self.path, "private": self.private}
