@@ -88,18 +88,21 @@ class NoteWrite:
     replaces: str | None = None
 
 
+def _sqlite_file(url: str) -> Path | None:
+    return Path(url.removeprefix("sqlite:///").split("?", 1)[0]) if url.startswith("sqlite:///") else None
+
+
 def sqlite_read_only(url: str) -> bool:
     """A SQLite registry that exists in a directory this process cannot write (a read-only
     mount, another user's dir): it can still be read, but not with WAL or schema changes."""
-    if not url.startswith("sqlite:///"):
-        return False
-    path = Path(url.removeprefix("sqlite:///").split("?", 1)[0])
-    return path.is_file() and not os.access(path.parent, os.W_OK)
+    path = _sqlite_file(url)
+    return path is not None and path.is_file() and not os.access(path.parent, os.W_OK)
 
 
 def make_engine(url: str) -> Engine:
     if sqlite_read_only(url):
-        path = Path(url.removeprefix("sqlite:///").split("?", 1)[0])
+        path = _sqlite_file(url)
+        assert path is not None
 
         def connect() -> sqlite3.Connection:
             # immutable: without a writable dir SQLite cannot make the WAL's -shm file, and
