@@ -16,25 +16,19 @@ from typing import Any, Literal
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
 from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
-from prometheus_client import (
-    CONTENT_TYPE_LATEST,
-    CollectorRegistry,
-    Counter,
-    Gauge,
-    Histogram,
-    generate_latest,
-)
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, Field
 from starlette.types import ASGIApp, Receive, Send
 from starlette.types import Scope as AsgiScope
 
-from engine.answer import Answer, Asker, AskOptions, Done, Failed, Queued, Sources, Token
+from engine.answer import Asker, AskOptions, Done, Failed, Queued, Sources, Token
 from engine.index import Index
 from engine.mask import default_masker
 from engine.models import Scope
 from engine.prompt import Turn
 from engine.querylog import QueryLog
 from engine.retrieve import Retriever
+from vaultbot.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
@@ -103,37 +97,6 @@ class FeedbackIn(BaseModel):
     note: str | None = Field(None, max_length=2000)
 
 
-class Metrics:
-    def __init__(self) -> None:
-        self.registry = CollectorRegistry()
-        self.questions = Counter("vaultbot_questions_total", "Questions answered",
-                                 ["mode", "cached", "channel"], registry=self.registry)
-        self.errors = Counter("vaultbot_answer_errors_total", "Answers that ended in an error",
-                              registry=self.registry)
-        self.latency = Histogram("vaultbot_answer_seconds", "Time to a complete answer",
-                                 ["mode"], registry=self.registry,
-                                 buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120))
-        self.first_token = Histogram("vaultbot_first_token_seconds", "Time to the first token",
-                                     registry=self.registry,
-                                     buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60))
-        self.invalid_citations = Counter("vaultbot_invalid_citations_total",
-                                         "Citation markers removed because they matched no source",
-                                         registry=self.registry)
-        self.notes = Gauge("vaultbot_index_notes", "Notes in the registry", registry=self.registry)
-        self.chunks = Gauge("vaultbot_index_chunks", "Chunks in the registry", registry=self.registry)
-        self.vectors = Gauge("vaultbot_index_vectors", "Vectors in the store", registry=self.registry)
-
-    def observe(self, answer: Answer, channel: str) -> None:
-        self.questions.labels(answer.mode, str(answer.cached or "none"), channel).inc()
-        self.latency.labels(answer.mode).observe(answer.timings.get("total", 0) / 1000)
-        if "first_token" in answer.timings:
-            self.first_token.observe(answer.timings["first_token"] / 1000)
-        if answer.invalid_citations:
-            self.invalid_citations.inc(answer.invalid_citations)
-        if answer.error:
-            self.errors.inc()
-
-
 def sse(event: str, data: Any) -> bytes:
     payload = json.dumps(data, ensure_ascii=False)
     return f"event: {event}\ndata: {payload}\n\n".encode()
@@ -189,6 +152,7 @@ def create_app(
     mask: bool = True,
     keepalive: float = 15.0,
     sync_failure: Callable[[], dict[str, Any] | None] | None = None,
+    metrics: Metrics | None = None,
 ) -> FastAPI:
     """`token`: when set, every route needs `Authorization: Bearer <token>`, except /health,
     which without it says only whether the service is ok.
@@ -199,13 +163,14 @@ def create_app(
     data (VAULTBOT_MASK).
     `keepalive`: seconds without an event after which `/ask`'s SSE stream sends a comment.
     `sync_failure`: the live sync's failing state (SyncService.failure); while it fails,
-    /health is not ok."""
+    /health is not ok.
+    `metrics`: the process's counters (App.metrics), shared with the bots; a fresh set if None."""
     # The schema and its viewers are routes below, behind the token like the rest.
     app = FastAPI(title="vaultbot", version="0.1.0", openapi_url=None, docs_url=None,
                   redoc_url=None)
     if allowed_hosts is not None:
         app.add_middleware(HostCheck, allowed=allowed_hosts, exempt=host_check_exempt)
-    metrics = Metrics()
+    metrics = metrics if metrics is not None else Metrics()
     app.state.metrics = metrics
     base = base_scope or Scope()
 

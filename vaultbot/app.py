@@ -9,6 +9,7 @@ import os
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pydantic import SecretStr
 
@@ -28,7 +29,11 @@ from engine.rerank import make_reranker
 from engine.retrieve import RetrievalConfig, Retriever
 from sync.indexer import Indexer
 from sync.lock import IndexLock
+from vaultbot.metrics import Metrics
 from vaultbot.settings import Settings
+
+if TYPE_CHECKING:
+    from sync.service import SyncService
 
 log = logging.getLogger(__name__)
 
@@ -184,6 +189,21 @@ class App:
             queue=GenerationQueue(parse_limits(s.llm_concurrency, fast_model=s.llm_fast,
                                                deep_model=s.llm_deep)),
         )
+
+    @cached_property
+    def metrics(self) -> Metrics:
+        """One set of counters for every front end of this process (API, Slack, Discord)."""
+        return Metrics()
+
+    def sync_service(self) -> SyncService:
+        """The live sync (watcher + scheduled reconcile) as settings describe it; `serve` and
+        `watch` both run this one."""
+        from sync.service import STATE_FILE, SyncService
+
+        s = self.settings
+        return SyncService(self.indexer, debounce=s.debounce_seconds,
+                           reconcile_minutes=s.reconcile_minutes, watch=s.watch_events,
+                           state_file=self.data_dir / STATE_FILE)
 
     def lock(self) -> IndexLock:
         return IndexLock(self.data_dir, self.index.registry.engine)

@@ -172,17 +172,13 @@ def cmd_sync(app: Any, args: argparse.Namespace) -> int:
 
 
 def cmd_watch(app: Any, args: argparse.Namespace) -> int:
-    from sync.service import STATE_FILE, SyncService
     from vaultbot.serve import start_purge_schedule
 
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     with app.lock():
-        service = SyncService(app.indexer, debounce=app.settings.debounce_seconds,
-                              reconcile_minutes=app.settings.reconcile_minutes,
-                              watch=app.settings.watch_events,
-                              state_file=app.data_dir / STATE_FILE)
+        service = app.sync_service()
         # Watch first, then sync: an edit made during the first sync, or just after it, is
         # seen by the watcher (its batch waits for the sync in progress) instead of missed.
         service.start()

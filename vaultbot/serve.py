@@ -32,7 +32,7 @@ def _slack(app: Any, api: Any) -> Callable[[], None] | None:
     slack_app = build_slack_app(
         app.asker, app.querylog, app.access, bot_token=token,
         signing_secret=s.slack_signing_secret.get_secret_value(), api_url=s.slack_api_url,
-        on_answer=lambda answer, channel: api.state.metrics.observe(answer, channel),
+        on_answer=app.metrics.observe,
         mask=s.mask_for("slack"),
     )
     if s.slack_mode == "http":
@@ -147,7 +147,6 @@ def start_purge_schedule(app: Any, clock: Callable[[], float] = time.time) -> An
 def serve(app: Any, *, host: str, port: int, watch: bool = True) -> int:
     import uvicorn
 
-    from sync.service import STATE_FILE, SyncService
     from vaultbot.api import check_bind, create_app, local_hosts
 
     token = app.settings.api_token.get_secret_value()
@@ -160,10 +159,7 @@ def serve(app: Any, *, host: str, port: int, watch: bool = True) -> int:
         lock.acquire()
     try:
         if watch:
-            service = SyncService(app.indexer, debounce=app.settings.debounce_seconds,
-                                  reconcile_minutes=app.settings.reconcile_minutes,
-                                  watch=app.settings.watch_events,
-                                  state_file=app.data_dir / STATE_FILE)
+            service = app.sync_service()
             service.start()
             # The first sync runs beside the server so the API answers from the old index
             # while a large vault catches up.
@@ -179,6 +175,7 @@ def serve(app: Any, *, host: str, port: int, watch: bool = True) -> int:
             allowed_hosts=None if token else local_hosts(host),
             host_check_exempt=("/slack/events",),
             sync_failure=service.failure if service is not None else None,
+            metrics=app.metrics,
         )
         for start in (_slack, _discord):
             stop = start(app, api)
