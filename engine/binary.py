@@ -16,8 +16,8 @@ Layout. The float store is addressed by a stable *slot*; the code index by *posi
 shifts down when earlier codes are removed (faiss compacts on `remove_ids`). `_slot_of_pos` maps
 one to the other, so removing vectors never moves float rows, and freed slots are reused.
 
-`BinaryVectorStore` wraps it in the interface of engine.vectors.VectorStore (upsert, delete,
-count, all_ids, query with a Scope, drop), so `Index` and `Retriever` use it unchanged."""
+`BinaryVectorStore` wraps it as an engine.stores.VectorStore (upsert, delete, count, all_ids,
+query with a Scope, settle), so `Index` and `Retriever` use it as they use Chroma."""
 
 from __future__ import annotations
 
@@ -27,11 +27,14 @@ import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
 from engine.models import Scope, filter_tags
+
+if TYPE_CHECKING:
+    from engine.vectors import VectorMeta
 
 log = logging.getLogger(__name__)
 
@@ -331,7 +334,7 @@ class BinaryIndex:
 
 
 class BinaryVectorStore:
-    """engine.vectors.VectorStore's interface over a BinaryIndex, for `VAULTBOT_INDEX=binary`.
+    """engine.stores.VectorStore over a BinaryIndex, for `VAULTBOT_INDEX=binary`.
 
     Derived data, like the keyword index: it holds nothing the registry lacks (every vector is in
     the registry's embedding cache), so `from_registry` rebuilds it at start-up and
@@ -460,12 +463,12 @@ class BinaryVectorStore:
     def all_ids(self) -> set[str]:
         return set(self.index.ids())
 
-    def upsert(self, ids: Sequence[str], vectors: np.ndarray, metas: Sequence[Any]) -> None:
+    def upsert(self, ids: Sequence[str], vectors: np.ndarray, metas: Sequence[VectorMeta]) -> None:
         with self._lock:
             self._upsert(ids, vectors, metas)
             self._pending.update(ids)
 
-    def _upsert(self, ids: Sequence[str], vectors: np.ndarray, metas: Sequence[Any]) -> None:
+    def _upsert(self, ids: Sequence[str], vectors: np.ndarray, metas: Sequence[VectorMeta]) -> None:
         self.index.add(list(ids), vectors)
         need = len(self.index._id_of_slot)
         if self._meta_of_slot.size < need:
@@ -505,7 +508,7 @@ class BinaryVectorStore:
     def query(
         self, vector: np.ndarray, k: int, scope: Scope | None = None, *, candidates: int | None = None,
     ) -> list[tuple[str, float]]:
-        """Nearest chunk ids with cosine similarity, best first (as VectorStore.query)."""
+        """Nearest chunk ids with cosine similarity, best first (engine.stores.VectorStore)."""
         self.catch_up()
         with self._lock:
             if k <= 0 or not len(self.index):

@@ -10,25 +10,17 @@ import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 
 from engine.embedders import Embedder
 from engine.models import ChunkRecord
 from engine.registry import NoteInfo, Registry
-from engine.vectors import VectorMeta, VectorStore
+from engine.stores import KeywordIndex, VectorStore
+from engine.vectors import ChromaVectorStore, VectorMeta
 
 log = logging.getLogger(__name__)
-
-
-class KeywordSink(Protocol):
-    """What the index needs from a keyword index (engine.lexical.LexicalIndex)."""
-
-    def upsert_chunks(self, chunks: list[ChunkRecord], notes: dict[str, NoteInfo]) -> None: ...
-    def delete(self, chunk_ids: Iterable[str]) -> None: ...
-    def ids(self) -> set[str]: ...
-    def __len__(self) -> int: ...
 
 
 @dataclass
@@ -51,7 +43,7 @@ class Index:
         registry: Registry,
         vectors: VectorStore,
         embedder: Embedder,
-        keywords: KeywordSink | None = None,
+        keywords: KeywordIndex | None = None,
     ) -> None:
         self.registry = registry
         self.vectors = vectors
@@ -66,10 +58,10 @@ class Index:
         registry_url: str,
         embedder: Embedder,
         chroma_url: str = "",
-        keywords: KeywordSink | None = None,
+        keywords: KeywordIndex | None = None,
     ) -> Index:
         registry = Registry(registry_url)
-        vectors = VectorStore(embedder.name, path=data_dir / "chroma", url=chroma_url)
+        vectors = ChromaVectorStore(embedder.name, path=data_dir / "chroma", url=chroma_url)
         return cls(registry, vectors, embedder, keywords)
 
     @property
@@ -122,9 +114,7 @@ class Index:
     def settled(self) -> None:
         """A sync of this process finished: a store that follows the registry for other
         processes' writes (the binary one) need not diff for these."""
-        settle = getattr(self.vectors, "settle", None)
-        if settle is not None:
-            settle(self.registry.generation())
+        self.vectors.settle(self.registry.generation())
 
     # ---------------------------------------------------------------- repair
     def in_step(self) -> bool:

@@ -166,6 +166,17 @@ class Hit:
 
 
 @dataclass(frozen=True)
+class Turn:
+    """One earlier exchange of a conversation (a Slack or Discord thread)."""
+
+    question: str
+    answer: str
+    # The notes the answer cited, when known: a turn whose notes this place may no longer see
+    # is left out of the history (engine/answer.py). None: unknown (kept as it was shown).
+    sources: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True)
 class Scope:
     """What a question may see. Empty tuples mean no restriction on that axis."""
 

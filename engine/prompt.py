@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from engine.citations import Citation
 from engine.language import question_language
 from engine.llm.base import Message
-from engine.models import Hit
+from engine.models import Hit, Turn  # Turn lived here; tests still import it from here
 from engine.tokens import count_tokens
 
 SYSTEM = """You answer questions about the user's own notes.
@@ -24,17 +24,6 @@ def language_rule(lang: str) -> str:
     # 'en' means "not Korean": a French or Japanese question must not be answered in English.
     return ("Answer in the language the question is written in (English if unsure), even when "
             "the excerpts are in another language.")
-
-
-@dataclass(frozen=True)
-class Turn:
-    """One earlier exchange of a conversation (a Slack or Discord thread)."""
-
-    question: str
-    answer: str
-    # The notes the answer cited, when known: a turn whose notes this place may no longer see
-    # is left out of the history (engine/answer.py). None: unknown (kept as it was shown).
-    sources: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,8 @@ log = logging.getLogger(__name__)
 
 
 class Reranker(Protocol):
+    # Part of the retrieval cache key (engine/retrieve.py): results reranked by one model are
+    # never served for another.
     name: str
 
     def __call__(self, query: str, hits: list[Hit]) -> list[Hit]:

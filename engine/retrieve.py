@@ -8,9 +8,8 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Literal
+from typing import TYPE_CHECKING, Generic, Literal, TypeVar
 
 import numpy as np
 
@@ -19,6 +18,9 @@ from engine.language import note_language, question_language
 from engine.models import ChunkRecord, Hit, Scope
 from engine.provenance import sources_of, visible
 from engine.registry import NoteInfo
+
+if TYPE_CHECKING:  # engine.rerank loads the Ollama client, which plain retrieval never needs
+    from engine.rerank import Reranker
 
 Mode = Literal["dense", "lexical", "hybrid"]
 MODES: tuple[Mode, ...] = ("dense", "lexical", "hybrid")
@@ -53,17 +55,20 @@ class RetrievalConfig:
     impute_foreign: float = 0.9
 
 
-class LRU:
+V = TypeVar("V")
+
+
+class LRU(Generic[V]):
     """A small thread-safe LRU map."""
 
     def __init__(self, size: int) -> None:
         self.size = size
-        self._data: OrderedDict[object, object] = OrderedDict()
+        self._data: OrderedDict[object, V] = OrderedDict()
         self._lock = threading.Lock()
         self.hits = 0
         self.misses = 0
 
-    def get(self, key: object) -> object | None:
+    def get(self, key: object) -> V | None:
         with self._lock:
             if key in self._data:
                 self._data.move_to_end(key)
@@ -72,7 +77,7 @@ class LRU:
             self.misses += 1
             return None
 
-    def put(self, key: object, value: object) -> None:
+    def put(self, key: object, value: V) -> None:
         with self._lock:
             self._data[key] = value
             self._data.move_to_end(key)
@@ -112,21 +117,21 @@ class Retriever:
         *,
         query_cache_size: int = 2048,
         result_cache_size: int = 1024,
-        reranker: Callable[[str, list[Hit]], list[Hit]] | None = None,
+        reranker: Reranker | None = None,
         rerank_pool: int = 3,
     ) -> None:
         self.index = index
         self.config = config or RetrievalConfig()
         self.reranker = reranker
         self.rerank_pool = rerank_pool  # the reranker sees k * rerank_pool candidates
-        self.query_vectors = LRU(query_cache_size)  # layer 1: query embeddings
-        self.results = LRU(result_cache_size)  # layer 2: retrieval results per index generation
-        self.note_languages = LRU(8192)  # (path, version, hash) -> language, for adaptive fusion
+        self.query_vectors: LRU[np.ndarray] = LRU(query_cache_size)  # layer 1: query embeddings
+        self.results: LRU[tuple[Hit, ...]] = LRU(result_cache_size)  # layer 2: per index generation
+        self.note_languages: LRU[str] = LRU(8192)  # (path, version, hash) -> language, for fusion
 
     def generation(self) -> str:
         """Changes whenever the index changes, so cached results never outlive their data."""
         kw = self.index.keywords
-        kw_gen = getattr(kw, "generation", 0) if kw is not None else 0
+        kw_gen = kw.generation if kw is not None else 0
         return f"{self.index.registry.generation()}:{kw_gen}"
 
     def embed_query(self, query: str) -> np.ndarray:
@@ -135,7 +140,7 @@ class Retriever:
         if vec is None:
             vec = self.index.embedder.embed_query(query)
             self.query_vectors.put(key, vec)
-        return vec  # type: ignore[return-value]
+        return vec
 
     def search(
         self, query: str, k: int = 8, *, scope: Scope | None = None, mode: Mode = "hybrid",
@@ -144,11 +149,11 @@ class Retriever:
         """`timings`, if given, receives the rerank stage's milliseconds."""
         scope = scope if scope is not None else Scope()
         key = (normalize_query(query), k, scope.key(), mode, self.generation(),
-               getattr(self.reranker, "name", None))
+               self.reranker.name if self.reranker is not None else None)
         if use_cache:
             cached = self.results.get(key)
             if cached is not None:
-                return list(cached)  # type: ignore[arg-type]
+                return list(cached)
         hits = self._search(query, k, scope, mode, timings)
         if use_cache:
             self.results.put(key, tuple(hits))
@@ -180,7 +185,7 @@ class Retriever:
             if mode == "dense":
                 scores = dict(dense)
         if mode in ("lexical", "hybrid") and self.index.keywords is not None:
-            lexical = self.index.keywords.search(query, n, scope)  # type: ignore[attr-defined]
+            lexical = self.index.keywords.search(query, n, scope)
             rankings.append(([cid for cid, _ in lexical], cfg.lexical_weight))
             for cid, _ in lexical:
                 origin.setdefault(cid, set()).add("lexical")
@@ -277,7 +282,7 @@ class Retriever:
             if lang is None:
                 todo[path] = key
             else:
-                out[path] = lang  # type: ignore[assignment]
+                out[path] = lang
         if todo:  # the uncached notes' chunks in one query
             chunks = self.index.registry.chunks_of_notes(list(todo))
             for path, key in todo.items():

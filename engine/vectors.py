@@ -95,7 +95,9 @@ def scope_where(scope: Scope | None) -> dict[str, Any] | None:
     return clauses[0] if len(clauses) == 1 else {"$and": clauses}
 
 
-class VectorStore:
+class ChromaVectorStore:
+    """engine.stores.VectorStore over a Chroma collection (the default `VAULTBOT_INDEX=chroma`)."""
+
     def __init__(self, model: str, *, path: Path | None = None, url: str = "") -> None:
         import chromadb
         from chromadb.config import Settings as ChromaSettings
@@ -174,5 +176,13 @@ class VectorStore:
         )
         return [(i, 1.0 - float(d)) for i, d in zip(res["ids"][0], res["distances"][0], strict=True)]
 
+    def settle(self, generation: int) -> None:
+        """Nothing to do: every process reads the same Chroma collection, never a copy."""
+
     def drop(self) -> None:
         self.client.delete_collection(self.collection.name)
+
+
+# The name this class had before engine.stores.VectorStore (the protocol) existed; the sync
+# script tests/test_crash.py runs still imports it.
+VectorStore = ChromaVectorStore

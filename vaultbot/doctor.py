@@ -9,12 +9,11 @@ import stat
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
 
 import httpx
 
 from engine.redact import redact_text
-from vaultbot.app import secrets_of
+from vaultbot.app import App, secrets_of
 
 SLACK_API = "https://slack.com/api/"
 DISCORD_API = "https://discord.com/api/v10"
@@ -29,7 +28,7 @@ class Check:
     optional: bool = False  # a part that is simply not configured
 
 
-def check_vault(app: Any) -> Check:
+def check_vault(app: App) -> Check:
     vault = app.settings.vault
     if vault is None:
         return Check("vault", False, "no vault configured", "set VAULTBOT_VAULT or pass --vault PATH")
@@ -49,14 +48,14 @@ def _one_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
 
 
-def _no_index_yet(app: Any) -> bool:
+def _no_index_yet(app: App) -> bool:
     # The doctor looks, it does not create: opening an index that is not there would make one.
     data_dir: Path = app.data_dir
     sqlite_missing = not app.settings.database_url and not (data_dir / "registry.sqlite3").exists()
     return "index" not in app.__dict__ and (not data_dir.is_dir() or sqlite_missing)
 
 
-def check_database(app: Any) -> Check:
+def check_database(app: App) -> Check:
     """The registry's database on its own: the URL parses and the server answers. A plain
     `select 1`, so nothing is created (no tables in an empty PostgreSQL database either)."""
     from sqlalchemy import text
@@ -87,7 +86,7 @@ def check_database(app: Any) -> Check:
     return Check("database", True, shown)
 
 
-def check_vectors(app: Any) -> Check:
+def check_vectors(app: App) -> Check:
     """The vector store on its own: a Chroma server answers its heartbeat; the embedded store's
     directory exists (opening it is left to the index check)."""
     from engine.redact import redact_url
@@ -111,7 +110,7 @@ def check_vectors(app: Any) -> Check:
     return Check("vectors", True, f"embedded Chroma in {where}")
 
 
-def check_index(app: Any) -> Check:
+def check_index(app: App) -> Check:
     """What is indexed, once the database and the vector store each answer on their own."""
     data_dir: Path = app.data_dir
     if _no_index_yet(app):
@@ -138,7 +137,7 @@ def check_index(app: Any) -> Check:
                  f"embedder {status['embedding_model']}{when}")
 
 
-def check_access(app: Any) -> Check:
+def check_access(app: App) -> Check:
     """VAULTBOT_ACCESS_FILE: it exists and parses (serve refuses to start otherwise)."""
     from bot.access import Access
 
@@ -156,7 +155,7 @@ def check_access(app: Any) -> Check:
     return Check("access", True, f"{path}: {len(access.rules)} rules")
 
 
-def check_embedder(app: Any) -> Check:
+def check_embedder(app: App) -> Check:
     try:
         vec = app.embedder.embed_query("doctor")
     except Exception as exc:
@@ -165,7 +164,7 @@ def check_embedder(app: Any) -> Check:
     return Check("embedder", True, f"{app.settings.embedder} ({len(vec)} dimensions)")
 
 
-def check_data_perms(app: Any) -> Check:
+def check_data_perms(app: App) -> Check:
     """The data dir holds note text, questions and cached answers: owner-only, like ~/.ssh."""
     data_dir: Path = app.data_dir
     if os.name == "nt":
@@ -192,7 +191,7 @@ def check_data_perms(app: Any) -> Check:
                  f"chmod -R go-rwx {shlex.quote(str(data_dir))}")
 
 
-def check_ollama(app: Any) -> Check:
+def check_ollama(app: App) -> Check:
     generator = app.generator
     if generator is None:
         return Check("ollama", True, "generation off (VAULTBOT_LLM=none): extractive answers", optional=True)
@@ -207,7 +206,7 @@ def check_ollama(app: Any) -> Check:
                  f"{app.settings.llm_fast} and {app.settings.llm_deep} pulled")
 
 
-def check_slack(app: Any) -> Check:
+def check_slack(app: App) -> Check:
     s = app.settings
     token = s.slack_bot_token.get_secret_value()
     if not token:
@@ -233,7 +232,7 @@ def check_slack(app: Any) -> Check:
     return Check("slack", True, f"{detail}, {s.slack_mode} mode")
 
 
-def check_discord(app: Any) -> Check:
+def check_discord(app: App) -> Check:
     s = app.settings
     token = s.discord_bot_token.get_secret_value()
     if not token:
@@ -257,7 +256,7 @@ def check_discord(app: Any) -> Check:
                  f"invite: {invite_url(app_id)}")
 
 
-def check_privacy(app: Any) -> Check:
+def check_privacy(app: App) -> Check:
     """Notes whose visibility a fail-closed rule decided, or that lost text to one."""
     if "index" not in app.__dict__ and not (app.data_dir / "registry.sqlite3").exists() \
             and not app.settings.database_url:
@@ -276,13 +275,13 @@ def check_privacy(app: Any) -> Check:
                  "`vaultbot status` lists them all")
 
 
-CHECKS: list[Callable[[Any], Check]] = [
+CHECKS: list[Callable[[App], Check]] = [
     check_vault, check_database, check_vectors, check_index, check_data_perms, check_privacy,
     check_embedder, check_ollama, check_slack, check_discord, check_access,
 ]
 
 
-def run_doctor(app: Any) -> list[Check]:
+def run_doctor(app: App) -> list[Check]:
     results = []
     for check in CHECKS:
         try:

@@ -12,7 +12,10 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # the app pulls in the whole engine; `vaultbot bench` needs none of it
+    from vaultbot.app import App
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -94,22 +97,22 @@ def _reachable(url: str) -> bool:
         return False
 
 
-def _generator_status(app: Any, args: argparse.Namespace) -> tuple[Any, str | None]:
+def _generator_status(app: App, args: argparse.Namespace) -> tuple[Any, str | None]:
     """(generator, None) when answers can be measured, else (None, why not)."""
     import asyncio
 
     if args.no_llm or args.answers <= 0:
         return None, "not measured (turned off)"
-    if app.settings.llm == "none":
-        return None, "not measured (no LLM configured: VAULTBOT_LLM=none)"
     gen = app.generator
+    if gen is None:
+        return None, "not measured (no LLM configured: VAULTBOT_LLM=none)"
     health = asyncio.run(gen.health())
     if not health["reachable"] or gen.fast_model in health.get("missing", []):
         return None, f"not measured ({health.get('error') or 'LLM unreachable'})"
     return gen, None
 
 
-def run(app: Any, args: argparse.Namespace) -> dict[str, Any]:
+def run(app: App, args: argparse.Namespace) -> dict[str, Any]:
     """Everything `vaultbot eval` measures, as one JSON-able object."""
     from engine.embedders import make_embedder
     from engine.rerank import make_reranker
@@ -185,7 +188,7 @@ def run(app: Any, args: argparse.Namespace) -> dict[str, Any]:
                 finally:
                     built.index.registry.close()
                     if built.index.keywords is not None:
-                        built.index.keywords.close()  # type: ignore[attr-defined]
+                        built.index.keywords.close()
     finally:
         if isinstance(embedder, ev.CachedEmbedder):
             embedder.close()
@@ -230,7 +233,7 @@ def format_report(out: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def cmd_eval(app: Any, args: argparse.Namespace) -> int:
+def cmd_eval(app: App, args: argparse.Namespace) -> int:
     out = run(app, args)
     if args.json:
         print(json.dumps(out, ensure_ascii=False))
@@ -242,7 +245,7 @@ def cmd_eval(app: Any, args: argparse.Namespace) -> int:
 # ----------------------------------------------------------------------------- bench
 
 
-def cmd_bench(app: Any, args: argparse.Namespace) -> int:
+def cmd_bench(app: App, args: argparse.Namespace) -> int:
     script = ROOT / "bench" / "run_all.py"
     if not script.exists():
         print("vaultbot: the benchmarks ship with the source checkout (bench/run_all.py)",
