@@ -21,11 +21,12 @@ Rules, in order:
    when they point inside the vault: that rules out loops and escapes without having
    to track visited inodes. Files below a symlinked directory are never candidates.
 
-``.vaultbotignore`` syntax (a gitignore subset; matching is case-sensitive, names compared
-in Unicode NFC):
+``.vaultbotignore`` has git's gitignore syntax and meaning, read by ``pathspec``
+(``GitIgnoreSpec``) and checked against ``git check-ignore`` in tests/test_ignore.py;
+matching is case-sensitive, names compared in Unicode NFC:
 
 - one pattern per line; blank lines and lines starting with ``#`` are ignored;
-  surrounding whitespace is stripped;
+  surrounding whitespace is stripped (git keeps leading spaces);
 - ``*`` matches any run of characters except ``/``, ``?`` one character except ``/``,
   ``[abc]``/``[!abc]`` a character class, ``\\x`` a literal ``x``;
 - a pattern without a ``/`` (ignoring a trailing one) matches the *name* of a file or
@@ -35,10 +36,14 @@ in Unicode NFC):
 - ``**`` as a whole path component matches any number of directories:
   ``**/Secret.md``, ``Archive/**``, ``a/**/b.md``; elsewhere it acts like ``*``;
 - a trailing ``/`` makes the pattern match directories only: ``Private/``;
-- a matched directory excludes everything beneath it (like git, there is no way to
-  re-include a file under an ignored directory);
-- negation (``!pattern``) is not supported: such lines are skipped with a warning,
-  which errs on the side of ignoring more, never less.
+- ``!pattern`` re-includes what an earlier line excluded; the last matching line wins
+  (``*.pdf`` then ``!Manual.pdf``);
+- a matched directory excludes everything beneath it: as in git, a file under an
+  ignored directory cannot be re-included (after ``Drafts/``, ``!Drafts/x.md`` keeps
+  nothing), so each directory is decided on its own, top down, as `walk` meets it;
+- a line that does not compile (``[z-a]``) is matched literally, with a warning.
+
+Negation only undoes ``.vaultbotignore`` lines: the built-in rules above always apply.
 
 If ``.vaultbotignore`` exists but cannot be read, construction raises; a later
 `reload` keeps the previous rules. Failing closed matters: the ignore file is how
@@ -54,6 +59,11 @@ import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+
+# `_DIR_MARK` (`ps_d`) marks a match through a parent directory; it is private, so
+# pyproject.toml pins pathspec below 2.
+from pathspec import GitIgnoreSpec
+from pathspec.patterns.gitignore.spec import _DIR_MARK, GitIgnoreSpecPattern
 
 from engine.names import nfc
 
@@ -73,61 +83,51 @@ def _wanted_file_name(name: str) -> bool:
     return dot > 0 and name[dot:].lower() in NOTE_EXTENSIONS
 
 
-def _translate(pattern: str) -> str:
-    """Translate one glob (no leading/trailing '/') into a regex body, gitignore-style.
-
-    fnmatch.translate is not usable as is: its `*` also crosses `/`.
-    """
-    out: list[str] = []
-    i, n = 0, len(pattern)
-    while i < n:
-        c = pattern[i]
-        if c == "*":
-            j = i
-            while j < n and pattern[j] == "*":
-                j += 1
-            whole_component = (i == 0 or pattern[i - 1] == "/") and (j == n or pattern[j] == "/")
-            if j - i >= 2 and whole_component:
-                if j == n:
-                    out.append(".*")  # trailing "/**": everything below
-                else:
-                    out.append("(?:[^/]*/)*")  # "**/": zero or more directories
-                    j += 1  # the '/' is part of the group
-            else:
-                out.append("[^/]*")
-            i = j
-        elif c == "?":
-            out.append("[^/]")
-            i += 1
-        elif c == "[":
-            j = i + 1
-            if j < n and pattern[j] in "!^":
-                j += 1
-            if j < n and pattern[j] == "]":
-                j += 1
-            while j < n and pattern[j] != "]":
-                j += 1
-            if j >= n:  # no closing bracket: a literal '['
-                out.append(re.escape(c))
-                i += 1
-                continue
-            body = pattern[i + 1 : j]
-            if body[0] in "!^":
-                body = "^" + body[1:]
-            body = body.replace("\\", "\\\\")
-            out.append("(?!/)[" + body + "]")  # a class never matches the separator
-            i = j + 1
-        elif c == "\\" and i + 1 < n:
-            out.append(re.escape(pattern[i + 1]))
-            i += 2
-        else:
-            out.append(re.escape(c))
-            i += 1
-    return "".join(out)
+def _dirs_inside(line: str) -> str:
+    """`a/**/` means the directories inside `a`, at any depth, as in git; pathspec reads it as
+    `a/` (a itself), so it is spelled `a/**/*/`, which pathspec gets right."""
+    parts = line.lstrip("!").strip("/").split("/")
+    if line.endswith("/**/") and parts[-1] == "**" and any(p != "**" for p in parts[:-1]):
+        return line + "*/"
+    return line
 
 
-def _combine(bodies: list[str]) -> re.Pattern[str] | None:
-    return re.compile("|".join(f"(?:{b})" for b in bodies)) if bodies else None
+def _literal(line: str) -> str:
+    """`line` with its glob characters escaped: how a pattern that does not compile is read."""
+    negated = line.startswith("!")
+    body = re.sub(r"([\\*?\[\]])", r"\\\1", line[1:] if negated else line)
+    return ("!" if negated else "") + body
+
+
+@dataclass(frozen=True)
+class _Pattern:
+    """One compiled line: pathspec's regex, which also matches everything below a matched
+    directory (marking such a match with the `ps_d` group), and the same regex pinned to the
+    end of the path, which matches only the path itself."""
+
+    excludes: bool  # False for `!pattern`
+    regex: re.Pattern[str]
+    at_end: re.Pattern[str] | None  # None: `a/**`-style, matching only what lies inside
+
+    @classmethod
+    def of(cls, excludes: bool, regex: re.Pattern[str]) -> _Pattern:
+        if _DIR_MARK not in regex.groupindex:
+            return cls(excludes, regex, None)
+        return cls(excludes, regex, re.compile(f"(?:{regex.pattern})\\Z", regex.flags))
+
+    def matches_itself(self, rel: str, is_dir: bool) -> bool:
+        """Does the pattern match this path itself, not merely one of its directories? Git
+        decides each directory on its own, top down, and never looks inside an excluded one
+        (so `!drafts/x.md` cannot bring back a file of an excluded `drafts/`); the callers
+        walk the directories, so a match through a parent must not count here."""
+        if self.at_end is None:
+            return self.regex.search(rel) is not None
+        if self.at_end.search(rel) is not None:
+            return True
+        if is_dir:  # `name/` matches directories only: try the path as a directory
+            m = self.at_end.search(rel + "/")
+            return m is not None and m.group(_DIR_MARK) is not None
+        return False
 
 
 @dataclass(frozen=True)
@@ -135,62 +135,43 @@ class _Rules:
     """Compiled .vaultbotignore patterns, immutable so `reload` can swap them atomically."""
 
     patterns: tuple[str, ...] = ()
-    name_any: re.Pattern[str] | None = None  # unanchored, files and dirs: match the name
-    name_dir: re.Pattern[str] | None = None  # unanchored, dirs only
-    path_any: re.Pattern[str] | None = None  # anchored, files and dirs: match the rel path
-    path_dir: re.Pattern[str] | None = None  # anchored, dirs only
+    # In file order: the last pattern matching a path decides, as in git.
+    compiled: tuple[_Pattern, ...] = ()
 
     @classmethod
     def parse(cls, text: str, source: str = IGNORE_FILE_NAME) -> _Rules:
         kept: list[str] = []
-        buckets: dict[tuple[bool, bool], list[str]] = {
-            (False, False): [],
-            (False, True): [],
-            (True, False): [],
-            (True, True): [],
-        }
+        lines: list[str] = []
         for lineno, raw in enumerate(nfc(text).splitlines(), 1):
-            line = raw.strip()
-            if not line or line.startswith("#"):
+            line = raw.strip()  # unlike git, leading spaces too: they are never meant
+            if not line or line.startswith("#") or not line.lstrip("!").strip("/"):
                 continue
-            if line.startswith("!"):
-                logger.warning("%s:%d: negation is not supported, line skipped", source, lineno)
-                continue
-            dir_only = line.endswith("/")
-            pat = line.rstrip("/")
-            anchored = "/" in pat
-            pat = pat.lstrip("/")
-            if not pat:
-                continue
-            body = _translate(pat)
             try:
-                re.compile(body)
-            except re.error:
+                GitIgnoreSpecPattern(line)
+            except (ValueError, re.error):
                 logger.warning("%s:%d: invalid pattern, matched literally", source, lineno)
-                body = re.escape(pat)
-            buckets[(anchored, dir_only)].append(body)
+                lines.append(_literal(line))
+            else:
+                lines.append(_dirs_inside(line))
             kept.append(line)
-        return cls(
-            patterns=tuple(kept),
-            name_any=_combine(buckets[(False, False)]),
-            name_dir=_combine(buckets[(False, True)]),
-            path_any=_combine(buckets[(True, False)]),
-            path_dir=_combine(buckets[(True, True)]),
+        spec = GitIgnoreSpec.from_lines(lines)
+        compiled = tuple(
+            _Pattern.of(bool(p.include), p.regex)
+            for p in spec.patterns
+            if p.include is not None and p.regex is not None
         )
+        return cls(patterns=tuple(kept), compiled=compiled)
 
-    def excludes(self, rel: str, name: str, is_dir: bool) -> bool:
-        """Does a pattern match this exact path (its ancestors are not checked here)? Both
-        sides are compared in NFC, so a rule typed `인사` matches a folder macOS wrote in NFD."""
-        rel, name = nfc(rel), nfc(name)
-        if self.name_any is not None and self.name_any.fullmatch(name):
-            return True
-        if self.path_any is not None and self.path_any.fullmatch(rel):
-            return True
-        if is_dir:
-            if self.name_dir is not None and self.name_dir.fullmatch(name):
-                return True
-            if self.path_dir is not None and self.path_dir.fullmatch(rel):
-                return True
+    def excludes(self, rel: str, is_dir: bool) -> bool:
+        """Is this exact path ignored (its directories are not checked here)? The last pattern
+        that matches it decides, so `!pattern` re-includes. Both sides are compared in NFC, so
+        a rule typed `인사` matches a folder macOS wrote in NFD."""
+        if not self.compiled:
+            return False
+        rel = nfc(rel)
+        for pattern in reversed(self.compiled):
+            if pattern.matches_itself(rel, is_dir):
+                return pattern.excludes
         return False
 
 
@@ -246,7 +227,7 @@ class VaultFilter:
             return False
         if not self._dirs_allowed(parts[:-1]):
             return False
-        if self._rules.excludes(rel_path, parts[-1], is_dir=False):
+        if self._rules.excludes(rel_path, is_dir=False):
             return False
         return self._on_disk_ok(parts, is_dir=False)
 
@@ -269,7 +250,7 @@ class VaultFilter:
     def _dirs_allowed(self, dir_parts: list[str]) -> bool:
         rules = self._rules
         for i, name in enumerate(dir_parts):
-            if name[0] == "." or rules.excludes("/".join(dir_parts[: i + 1]), name, is_dir=True):
+            if name[0] == "." or rules.excludes("/".join(dir_parts[: i + 1]), is_dir=True):
                 return False
         return True
 
@@ -330,7 +311,7 @@ class VaultFilter:
                 rel = prefix + name
                 try:
                     if entry.is_dir(follow_symlinks=False):
-                        if not rules.excludes(rel, name, is_dir=True):
+                        if not rules.excludes(rel, is_dir=True):
                             subdirs.append((rel, entry.path))
                         continue
                     is_link = entry.is_symlink()
@@ -338,7 +319,7 @@ class VaultFilter:
                         continue  # fifo, socket, device
                 except OSError:
                     continue
-                if not _wanted_file_name(name) or rules.excludes(rel, name, is_dir=False):
+                if not _wanted_file_name(name) or rules.excludes(rel, is_dir=False):
                     continue
                 if is_link:
                     st = self._link_target_stat(entry.path)

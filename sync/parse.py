@@ -19,6 +19,7 @@ from typing import Any
 from urllib.parse import unquote
 
 import yaml
+from frontmatter import YAMLHandler
 
 from engine.models import Link, ParsedNote, is_private_value, mentions_private
 from sync.links import LinkResolver, normalize_target
@@ -38,6 +39,19 @@ try:  # the C loader is ~10x faster; fall back when libyaml is missing
     _YamlLoader: Any = yaml.CSafeLoader
 except AttributeError:  # pragma: no cover - depends on the PyYAML build
     _YamlLoader = yaml.SafeLoader
+
+
+class _SafeYAMLHandler(YAMLHandler):
+    """python-frontmatter's YAML handler, pinned to a safe loader whatever a caller passes: a
+    note is untrusted input, and a `!!python/object` tag must never build or run anything (a
+    safe loader refuses it, so the block is bad YAML and fails closed like any other)."""
+
+    def load(self, fm: str, **kwargs: object) -> Any:
+        kwargs["Loader"] = _YamlLoader
+        return super().load(fm, **kwargs)
+
+
+_YAML = _SafeYAMLHandler()
 
 Reader = Callable[[str], "str | None"]
 Region = tuple[int, int, tuple[str, ...]]  # (start, end, notes the text came from)
@@ -191,7 +205,10 @@ _FM_CLOSE_RE = re.compile(r"^(?:---|\.\.\.)[ \t]*$", re.MULTILINE)
 
 def split_frontmatter(text: str) -> tuple[str | None, int]:
     """(YAML source or None, offset where the body starts). Only a `---` block on the very
-    first line counts, and it must be closed by `---` (or `...`); otherwise it is body text."""
+    first line counts, and it must be closed by `---` (or `...`); otherwise it is body text.
+
+    Obsidian's rules, so not `frontmatter.parse`: that one strips the text (embed regions need
+    the body's offsets), opens after blank lines and on `----`, and never closes on `...`."""
     m = _FM_OPEN_RE.match(text)
     if not m:
         return None, 0
@@ -221,7 +238,7 @@ def _json_safe(value: Any) -> Any:
 
 def _load_frontmatter(source: str, note: ParsedNote) -> dict[str, Any]:
     try:
-        data = yaml.load(source, Loader=_YamlLoader)  # a safe loader (C or Python)
+        data = _YAML.load(source)
     except yaml.YAMLError as exc:
         first = str(exc).strip().splitlines()
         note.warnings.append(f"invalid YAML frontmatter: {' '.join(first[:3])}")
@@ -250,7 +267,7 @@ def _salvage(source: str) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for entry in entries:
         try:
-            data = yaml.load("\n".join(entry), Loader=_YamlLoader)
+            data = _YAML.load("\n".join(entry))
         except yaml.YAMLError:
             continue
         if isinstance(data, dict):
@@ -264,7 +281,7 @@ def _embedded_private(fm_source: str | None) -> bool:
     if fm_source is None:
         return False
     try:
-        data = yaml.load(fm_source, Loader=_YamlLoader)
+        data = _YAML.load(fm_source)
     except yaml.YAMLError:
         return mentions_private(fm_source)
     if not isinstance(data, dict):

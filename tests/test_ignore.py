@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import logging
 import os
+import random
 import shutil
+import subprocess
 import tempfile
 import time
 from pathlib import Path
@@ -235,7 +238,7 @@ def test_symlinked_vault_root_is_resolved(tmp_path: Path) -> None:
         ("[!Dd]raft*.md", "xraft.md", False),
         ("\\#hash.md", "#hash.md", False),
         ("#hash.md", "#hash.md", True),  # a comment line
-        ("!Keep.md", "Keep.md", True),  # negation unsupported: line skipped
+        ("!Keep.md", "Keep.md", True),  # a lone negation: nothing was ignored
         ("[z-a].md", "[z-a].md", False),  # invalid class: matched literally
         ("Note (1).md", "Note (1).md", False),  # regex metacharacters are literal
         ("Note (1).md", "Note 1.md", True),
@@ -296,3 +299,131 @@ def test_walk_10k_files_is_fast(tmp_path: Path) -> None:
     assert len(walked) == 10_000
     assert walked[0][0] == "folder 000/note 000.md"  # sorted, depth first
     assert elapsed < 0.5, f"walk took {elapsed:.3f}s"  # ~0.05 s measured; generous for CI
+
+
+# ------------------------------------------------------------------------------------------
+# Negation and the rest of gitignore, checked against git itself
+# ------------------------------------------------------------------------------------------
+
+
+def _git_ignored(root: Path, files: list[str], patterns: str) -> set[str]:
+    """What `git check-ignore` says of `files` in a scratch repo holding the same tree, with
+    `patterns` as its .gitignore: the oracle for .vaultbotignore."""
+    repo = root / "git"
+    subprocess.run(["git", "init", "-q", str(repo)], check=True)
+    (repo / ".gitignore").write_text(patterns, encoding="utf-8")
+    for rel in files:
+        _touch(repo, rel)
+    out = subprocess.run(
+        ["git", "-C", str(repo), "-c", "core.ignorecase=false", "check-ignore", "--stdin"],
+        input="\n".join(files), capture_output=True, text=True, check=False,
+    )
+    assert out.returncode in (0, 1), out.stderr  # 1: nothing ignored
+    return set(out.stdout.splitlines())
+
+
+def _kept_by_vaultbot(root: Path, files: list[str], patterns: str) -> set[str]:
+    """The files VaultFilter keeps, asserting that walk and is_candidate agree."""
+    vault = root / "vault"
+    for rel in files:
+        _touch(vault, rel)
+    (vault / ".vaultbotignore").write_text(patterns, encoding="utf-8")
+    f = VaultFilter(vault)
+    walked = set(_walked(f))
+    assert walked == {rel for rel in files if f.is_candidate(rel)}
+    return walked
+
+
+@pytest.mark.parametrize(
+    ("patterns", "files", "kept"),
+    [
+        pytest.param(
+            "*.md\n!keep.md\n",
+            ["keep.md", "a.md", "d/keep.md", "d/a.md", "d/scan.pdf"],
+            {"keep.md", "d/keep.md", "d/scan.pdf"},
+            id="negation-reincludes",
+        ),
+        pytest.param(
+            "drafts/\n!drafts/x.md\n",
+            ["drafts/x.md", "drafts/y.md", "n/drafts/x.md", "x.md"],
+            {"x.md"},  # a file under an excluded directory cannot be re-included
+            id="excluded-parent-wins",
+        ),
+        pytest.param(
+            "Archive/**\n!Archive/keep.md\n",
+            ["Archive/keep.md", "Archive/a.md", "Archive/s/keep.md", "keep.md"],
+            {"Archive/keep.md", "keep.md"},  # `a/**` ignores what is inside, not `a` itself
+            id="inside-dir-then-negation",
+        ),
+        pytest.param(
+            "**/secret/**\n",
+            ["secret/a.md", "a/secret/b.md", "a/secret/c/d.md", "secret.md", "a/secrets/e.md"],
+            {"secret.md", "a/secrets/e.md"},
+            id="double-star-both-sides",
+        ),
+        pytest.param(
+            "/top.md\n",
+            ["top.md", "a/top.md", "a/b/top.md"],
+            {"a/top.md", "a/b/top.md"},
+            id="anchored",
+        ),
+        pytest.param(
+            "/*\n!/keep/\n!/root.md\n",
+            ["keep/a.md", "keep/b/c.md", "other/a.md", "root.md", "gone.md"],
+            {"keep/a.md", "keep/b/c.md", "root.md"},
+            id="allow-list",
+        ),
+        pytest.param(
+            "foo\n!foo/\n",
+            ["foo/bar.md", "x/foo/bar.md", "foo.md"],
+            {"foo/bar.md", "x/foo/bar.md", "foo.md"},  # a parent's match is not the file's
+            id="negated-directory",
+        ),
+        pytest.param(
+            "keep/**/\n",
+            ["keep/a.md", "keep/sub/b.md", "keep/sub/deep/c.md", "other/sub/d.md"],
+            {"keep/a.md", "other/sub/d.md"},  # the directories inside keep/, not keep/
+            id="dirs-inside",
+        ),
+    ],
+)
+def test_gitignore_semantics_match_git(
+    tmp_path: Path, patterns: str, files: list[str], kept: set[str]
+) -> None:
+    assert set(files) - _git_ignored(tmp_path, files, patterns) == kept
+    assert _kept_by_vaultbot(tmp_path, files, patterns) == kept
+
+
+def test_random_ignore_files_match_git(tmp_path: Path) -> None:
+    """Random pattern sets (negations, anchors, `**`, directory-only) over random trees: the
+    files vaultbot keeps are exactly those git does not ignore."""
+    rng = random.Random(20261201)
+    atoms = ["a", "b", "secret", "drafts", "k*", "*", "**", "x.md", "*.md", "?.md", "[ab]"]
+    dirs, names = ["a", "b", "secret", "drafts", "keep"], ["x.md", "keep.md", "a.md"]
+    for trial in range(25):
+        lines = []
+        for _ in range(rng.randint(1, 4)):
+            pat = "/".join(rng.choice(atoms) for _ in range(rng.randint(1, 3)))
+            pat = ("/" if rng.random() < 0.2 else "") + pat + ("/" if rng.random() < 0.25 else "")
+            lines.append(("!" if rng.random() < 0.35 else "") + pat)
+        files = {
+            "/".join([*(rng.choice(dirs) for _ in range(rng.randint(0, 3))), rng.choice(names)])
+            for _ in range(12)
+        }
+        parents = {f.rsplit("/", 1)[0] for f in files if "/" in f}
+        parents |= {p.rsplit("/", 1)[0] for p in list(parents) if "/" in p}
+        tree = sorted(files - parents)  # a name is a file or a directory, not both
+        patterns = "\n".join(lines) + "\n"
+        root = tmp_path / str(trial)
+        expected = set(tree) - _git_ignored(root, tree, patterns)
+        assert _kept_by_vaultbot(root, tree, patterns) == expected, patterns
+
+
+def test_negation_lines_are_kept_without_warning(tmp_path: Path, caplog) -> None:
+    (tmp_path / ".vaultbotignore").write_text("Private/\n*.md\n!Public.md\n", encoding="utf-8")
+    with caplog.at_level(logging.WARNING, logger="sync.ignore"):
+        f = VaultFilter(tmp_path)
+    assert f.patterns == ("Private/", "*.md", "!Public.md")
+    assert not caplog.records
+    assert f.is_candidate("Public.md") and f.is_candidate("Notes/Public.md")
+    assert not f.is_candidate("Private/Public.md") and not f.is_candidate("Other.md")

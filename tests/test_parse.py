@@ -431,3 +431,64 @@ def test_resolver_rules() -> None:
 def test_resolver_accepts_dict_of_files() -> None:
     r = LinkResolver({"a/B.md": (1, 2), "c.pdf": (3, 4)})
     assert r.resolve("b") == "a/B.md" and r.resolve("c.pdf") == "c.pdf"
+
+
+# ---------------------------------------------------------------------------------------------
+# Frontmatter is untrusted: python-frontmatter's YAML handler, pinned to a safe loader
+# ---------------------------------------------------------------------------------------------
+
+
+def _python_tag(marker: Path) -> str:
+    return f'!!python/object/apply:os.system ["touch {marker}"]'
+
+
+def test_python_yaml_tag_builds_and_runs_nothing(tmp_path: Path) -> None:
+    marker = tmp_path / "ran"
+    text = f"---\ntitle: Kept\nhook: {_python_tag(marker)}\ntags: [a, b]\n---\nBody #c\n"
+    note = parse_markdown("Hook.md", text)
+    assert not marker.exists()  # os.system was never called
+    # a tag a safe loader refuses makes the block bad YAML: the rest is salvaged entry by entry
+    assert note.frontmatter == {"title": "Kept", "tags": ["a", "b"]}
+    assert note.frontmatter_error is not None and not note.private
+    assert any(w.startswith("invalid YAML frontmatter") for w in note.warnings)
+    assert note.title == "Kept" and note.tags == ["a", "b", "c"] and note.body == "Body #c"
+    # a whole block that is one such object: nothing built either
+    whole = parse_markdown("W.md", f"---\n{_python_tag(marker)}\n---\nbody\n")
+    assert not marker.exists() and whole.frontmatter == {} and whole.body == "body"
+    assert whole.frontmatter_error is not None
+
+
+def test_the_yaml_handler_stays_safe_whatever_loader_is_asked_for(tmp_path: Path) -> None:
+    import yaml
+
+    from sync.parse import _YAML
+
+    marker = tmp_path / "ran"
+    with pytest.raises(yaml.YAMLError):
+        _YAML.load(f"x: {_python_tag(marker)}", Loader=yaml.UnsafeLoader)
+    assert not marker.exists()
+
+
+def test_python_yaml_tag_in_a_private_note_keeps_it_private(tmp_path: Path) -> None:
+    marker = tmp_path / "ran"
+    text = f"---\nprivate: true\nx: {_python_tag(marker)}\n---\nSalary kanaria-7f3a\n"
+    note = parse_markdown("Pay.md", text)
+    assert not marker.exists()
+    assert note.private and note.frontmatter_error is not None
+    # embedded in a public note, its text is left out (the embed is judged the same way)
+    files = {"Pay.md": text, "Public.md": "Intro\n\n![[Pay]]\n"}
+    resolver, read = memory_reader(files)
+    public = parse_markdown("Public.md", files["Public.md"], resolver, read)
+    assert "kanaria-7f3a" not in public.body and public.private_embeds == ["Pay.md"]
+    assert not marker.exists()
+
+
+def test_bad_yaml_and_private_frontmatter_still_behave() -> None:
+    # broken YAML that names the private key: private (fail closed), still indexed
+    broken = parse_markdown("B.md", "---\ntitle: Pay: 2026\nprivate: [true\ntags: [hr]\n---\nb\n")
+    assert broken.private and broken.body == "b" and broken.tags == ["hr"]
+    assert {"private", "true", "hr"} <= set(broken.suspect_tags)
+    # valid YAML: a date as ISO text, a BOM and CRLF
+    ok = parse_markdown("O.md", "\ufeff---\r\ncreated: 2024-05-01\r\nprivate: no\r\n---\r\nx\r\n")
+    assert ok.frontmatter == {"created": "2024-05-01", "private": False} and not ok.private
+    assert ok.frontmatter_error is None and ok.warnings == [] and ok.body == "x"
