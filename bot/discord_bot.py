@@ -1,4 +1,6 @@
-"""The Discord front end: `/ask question [private]`.
+"""The Discord front end: `/ask question [private]`. It is an adapter on the conversation spine
+(bot/conversation.py, which answers the turn): interactions and thread messages in, embeds out
+(bot/render_discord.py), `_InteractionTarget`/`_ReplyTarget` as the spine's reply targets.
 
 The command is acknowledged at once (a deferred, "thinking" response: Discord allows 3 s), the
 answer streams into that response by edits at most once per `edit_interval` (text with a "…"
@@ -26,9 +28,9 @@ import contextlib
 import json
 import logging
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 import discord
 import yarl
@@ -37,21 +39,29 @@ from discord.gateway import DiscordWebSocket
 from discord.http import Route
 
 from bot.access import Access, AccessDenied
+from bot.conversation import (
+    DEFAULT_MAX_TURNS,
+    DRAIN_TIMEOUT,
+    RESTARTING,
+    SORRY,
+    Conversation,
+    InFlight,
+    Seen,
+    recent,
+    sorry,
+)
 from bot.render_discord import CURSOR, answer_messages, answer_of_embeds, stream_preview
-from engine.answer import Answer, Asker, AskOptions, Done, Queued, Token
+from engine.answer import Answer, Asker
 from engine.citations import cited_paths
-from engine.prompt import Turn
+from engine.models import Turn
 
 log = logging.getLogger(__name__)
 
 # Discord's own limit is 100 characters; 90 leaves room for Discord's "…" when it shortens.
 THREAD_NAME_LIMIT = 90
 MAX_THREADS = 1000  # conversations kept in memory; older ones are read back from Discord
-MAX_TURNS = 20  # the engine trims history to its token budget anyway
 HISTORY_MESSAGES = 100  # how far back a thread is read after a restart
 
-SORRY = "Sorry, something went wrong while answering. The error was logged; please try again."
-RESTARTING = "vaultbot is restarting; please ask again in a minute."
 EMPTY_QUESTION = "Ask a question, e.g. `/ask question: When is the launch?`"
 THREAD_TYPES = frozenset({discord.ChannelType.public_thread, discord.ChannelType.private_thread,
                           discord.ChannelType.news_thread})
@@ -99,106 +109,83 @@ def _embeds(dicts: Sequence[dict[str, Any]]) -> list[discord.Embed]:
     return [discord.Embed.from_dict(d) for d in dicts]
 
 
-class _LiveEdit:
-    """Shows streamed text by editing one message, at most once per `interval` seconds. The
-    edits run in a background task, so a slow edit never holds up reading the stream, and the
-    latest text is shown even when the model pauses."""
+class _Target:
+    """A reply target of the spine (bot/conversation.py) on Discord: the streamed text as message
+    content with a "…" cursor (the queue position until the first token), each preview sent
+    once; then the answer's embeds."""
 
-    def __init__(self, edit: Callable[[str], Awaitable[Any]], text: Callable[[], str],
-                 interval: float) -> None:
-        self._edit = edit
-        self._text = text
-        self._interval = interval
+    def __init__(self) -> None:
+        self.waiting = ""
         self._shown: str | None = None
-        self._dirty = asyncio.Event()
-        self._stop = asyncio.Event()
-        self._task = asyncio.create_task(self._run())
 
-    def touch(self) -> None:
-        self._dirty.set()
+    async def _edit(self, content: str) -> None:
+        raise NotImplementedError
 
-    async def _run(self) -> None:
-        while True:
-            await self._dirty.wait()
-            if self._stop.is_set():
-                return
-            self._dirty.clear()
-            text = self._text()
-            if text != self._shown:
-                try:
-                    await self._edit(text)
-                    self._shown = text
-                except Exception as exc:  # a lost preview edit is harmless; the final one counts
-                    log.warning("streaming edit failed: %s", type(exc).__name__)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stop.wait(), self._interval)
-            if self._stop.is_set():
-                return
+    async def show(self, text: str) -> None:
+        content = stream_preview(text or self.waiting)
+        if content != self._shown:
+            await self._edit(content)
+            self._shown = content
 
-    async def close(self) -> None:
-        """Stops editing; an edit in flight finishes first, so it cannot land after the final."""
-        self._stop.set()
-        self._dirty.set()
-        await self._task
+    async def wait(self, message: str) -> None:
+        self.waiting = message  # shown by the live edit the spine runs
 
-    def cancel(self) -> None:
-        self._task.cancel()
+    async def settle(self, text: str) -> None:
+        pass  # the last preview stays until finish() replaces it
 
 
-class _Target(Protocol):
-    async def show(self, content: str) -> None: ...
-    async def finish(self, messages: list[list[dict[str, Any]]]) -> None: ...
-    async def fail(self, content: str) -> None: ...
+class _InteractionTarget(_Target):
+    """The deferred response of an interaction, and its follow-ups. `title`: the question, on
+    the first embed (`/ask` answers; a thread read back finds its turns by it)."""
 
-
-class _InteractionTarget:
-    """The deferred response of an interaction, and its follow-ups."""
-
-    def __init__(self, interaction: discord.Interaction, ephemeral: bool) -> None:
+    def __init__(self, interaction: discord.Interaction, ephemeral: bool, title: str | None) -> None:
+        super().__init__()
         self.interaction = interaction
         self.ephemeral = ephemeral
+        self.title = title
         self.message: discord.InteractionMessage | None = None
 
-    async def show(self, content: str) -> None:
+    async def _edit(self, content: str) -> None:
         await self.interaction.edit_original_response(content=content)
 
-    async def finish(self, messages: list[list[dict[str, Any]]]) -> None:
-        first, *rest = messages
+    async def finish(self, answer: Answer) -> None:
+        first, *rest = answer_messages(answer, self.title)
         self.message = await self.interaction.edit_original_response(content=None, embeds=_embeds(first))
         for embeds in rest:
             await self.interaction.followup.send(embeds=_embeds(embeds), ephemeral=self.ephemeral,
                                                  wait=True)
 
-    async def fail(self, content: str) -> None:
-        await self.interaction.edit_original_response(content=content, embeds=[])
+    async def fail(self, text: str) -> None:
+        await self.interaction.edit_original_response(content=text, embeds=[])
 
 
-class _ReplyTarget:
+class _ReplyTarget(_Target):
     """A reply to a message in a thread: a placeholder, edited while streaming."""
 
     def __init__(self, question: discord.Message) -> None:
+        super().__init__()
         self.question = question
         self.placeholder: discord.Message | None = None
 
     async def start(self) -> None:
         self.placeholder = await self.question.reply(CURSOR.strip(), mention_author=False)
 
-    async def show(self, content: str) -> None:
+    async def _edit(self, content: str) -> None:
         assert self.placeholder is not None
         await self.placeholder.edit(content=content)
 
-    async def finish(self, messages: list[list[dict[str, Any]]]) -> None:
+    async def finish(self, answer: Answer) -> None:
         assert self.placeholder is not None
-        first, *rest = messages
+        first, *rest = answer_messages(answer, None)
         await self.placeholder.edit(content=None, embeds=_embeds(first))
         for embeds in rest:
             await self.question.channel.send(embeds=_embeds(embeds))
 
-    async def fail(self, content: str) -> None:
+    async def fail(self, text: str) -> None:
         if self.placeholder is None:
-            await self.question.reply(content, mention_author=False)
+            await self.question.reply(text, mention_author=False)
         else:
-            await self.placeholder.edit(content=content, embeds=[])
+            await self.placeholder.edit(content=text, embeds=[])
 
 
 @dataclass
@@ -217,22 +204,25 @@ class VaultbotDiscord(discord.Client):
 
     def __init__(self, asker: Asker, access: Access | None = None, *, guild_id: int | None = None,
                  edit_interval: float = 1.0, follow_ups: bool = True, mask: bool = True,
+                 max_turns: int = DEFAULT_MAX_TURNS,
+                 on_answer: Callable[[Answer, str], None] | None = None,
                  **options: Any) -> None:
         intents = discord.Intents.default()  # guilds + guild messages: channels, threads, events
         intents.message_content = follow_ups
         options.setdefault("allowed_mentions", discord.AllowedMentions.none())
         super().__init__(intents=intents, **options)
-        self.asker = asker
         self.access = access or Access()
+        # VAULTBOT_MASK (`mask`): secrets and personal data leave as "(masked)";
+        # `on_answer(answer, "discord")` counts each answer (serve: Metrics.observe).
+        self.conversation = Conversation(
+            asker, self.access, "discord", max_turns=max_turns, edit_interval=edit_interval,
+            mask=mask, on_answer=on_answer, error_text=sorry, logger=log)
         self.guild_id = guild_id
-        self.edit_interval = edit_interval
         self.follow_ups = follow_ups
-        self.mask = mask  # VAULTBOT_MASK: secrets and personal data leave as "(masked)"
         self.tree = app_commands.CommandTree(self)
         self._conversations: OrderedDict[int, _Conversation] = OrderedDict()
-        self._not_ours: OrderedDict[int, None] = OrderedDict()  # fetched channels that are not our threads
-        self._inflight: set[asyncio.Task[Any]] = set()  # questions being answered
-        self._draining = False
+        self._not_ours = Seen(MAX_THREADS)  # fetched channels that are not our threads
+        self.inflight = InFlight()  # questions being answered
 
         @app_commands.command(name="ask", description="Ask a question about the notes")
         @app_commands.describe(question="What do you want to know?",
@@ -276,37 +266,18 @@ class VaultbotDiscord(discord.Client):
 
     # ------------------------------------------------------------------ shutdown
 
-    @contextlib.contextmanager
-    def _tracked(self) -> Iterator[None]:
-        task = asyncio.current_task()
-        assert task is not None
-        self._inflight.add(task)
-        try:
-            yield
-        finally:
-            self._inflight.discard(task)
-
-    async def drain(self, timeout: float = 30.0) -> None:
+    async def drain(self, timeout: float = DRAIN_TIMEOUT) -> None:
         """Lets the answers being written finish (new questions are turned away meanwhile);
         after `timeout` seconds they are cancelled."""
-        self._draining = True
-        pending = {t for t in self._inflight if t is not asyncio.current_task()}
-        if not pending:
-            return
-        _, late = await asyncio.wait(pending, timeout=timeout)
-        for task in late:
-            task.cancel()
-        if late:
-            log.warning("cancelled %d unfinished answer(s) on shutdown", len(late))
-            await asyncio.wait(late, timeout=5)
+        await self.inflight.drain(timeout)
 
     # ------------------------------------------------------------------ /ask
 
     async def handle_ask(self, interaction: discord.Interaction, question: str, private: bool) -> None:
-        if self._draining:
+        if self.inflight.draining:
             await interaction.response.send_message(RESTARTING, ephemeral=True)
             return
-        with self._tracked():
+        with self.inflight.track():
             await self._ask(interaction, question.strip(), private)
 
     async def _ask(self, interaction: discord.Interaction, question: str, private: bool) -> None:
@@ -314,8 +285,8 @@ class VaultbotDiscord(discord.Client):
         thread = channel if isinstance(channel, discord.Thread) else None
         place = thread.parent_id if thread is not None else interaction.channel_id
         try:
-            scope = self.access.scope_for(
-                "discord", user=str(interaction.user.id), channel=str(place) if place else None,
+            scope = self.conversation.scope(
+                user=str(interaction.user.id), channel=str(place) if place else None,
                 guild=str(interaction.guild_id) if interaction.guild_id else None)
         except AccessDenied as exc:
             await interaction.response.send_message(str(exc), ephemeral=True)
@@ -325,25 +296,24 @@ class VaultbotDiscord(discord.Client):
             return
         # Acknowledge first: everything after this may take longer than Discord's 3 seconds.
         await interaction.response.defer(ephemeral=private, thinking=True)
-        target = _InteractionTarget(interaction, ephemeral=private)
-        options = AskOptions(scope=scope, channel="discord", mask=self.mask)
+        target = _InteractionTarget(interaction, ephemeral=private, title=question)
+        spine = self.conversation
 
         if thread is not None and private:  # others cannot see it: not a turn of the thread
             known = self._conversations.get(thread.id)
-            options.history = list(known.turns or []) if known is not None else []
-            await self._answer(question, options, target, title=question)
+            history = list(known.turns or []) if known is not None else []
+            await spine.answer(question, target, scope=scope, history=history)
             return
         if thread is not None:  # answer in place, as the next turn of the thread
             conv = self._conversation(thread.id, thread.parent_id, interaction.guild_id)
             async with conv.lock:
                 history = await self._turns(conv, thread.id, before=None)
-                options.history = history
-                answer = await self._answer(question, options, target, title=question)
+                answer = await spine.answer(question, target, scope=scope, history=history)
                 if answer is not None:
-                    conv.turns = (history + [Turn(question, answer.text, tuple(c.path for c in answer.sources))])[-MAX_TURNS:]
+                    conv.turns = spine.recent(history + [_turn(question, answer)])
             return
 
-        answer = await self._answer(question, options, target, title=question)
+        answer = await spine.answer(question, target, scope=scope)
         if (answer is None or private or interaction.guild_id is None or channel is None
                 or channel.type not in THREAD_PARENTS or target.message is None):
             return
@@ -354,7 +324,7 @@ class VaultbotDiscord(discord.Client):
                         "have the Create Public Threads permission?", exc.status, exc.code)
             return
         conv = self._conversation(opened.id, channel.id, interaction.guild_id)
-        conv.turns = [Turn(question, answer.text, tuple(c.path for c in answer.sources))]
+        conv.turns = [_turn(question, answer)]
 
     # ------------------------------------------------------------------ thread follow-ups
 
@@ -373,11 +343,11 @@ class VaultbotDiscord(discord.Client):
                 return
             conv = self._conversation(thread.id, thread.parent_id, thread.guild.id)
         self._conversations.move_to_end(channel.id)
-        if self._draining:
+        if self.inflight.draining:
             with contextlib.suppress(discord.HTTPException):
                 await message.reply(RESTARTING, mention_author=False)
             return
-        with self._tracked():
+        with self.inflight.track():
             try:
                 async with conv.lock:  # one answer at a time, so each sees the previous turn
                     await self._follow_up(message, question, channel.id, conv)
@@ -387,8 +357,8 @@ class VaultbotDiscord(discord.Client):
     async def _follow_up(self, message: discord.Message, question: str, thread_id: int,
                          conv: _Conversation) -> None:
         try:
-            scope = self.access.scope_for(
-                "discord", user=str(message.author.id),
+            scope = self.conversation.scope(
+                user=str(message.author.id),
                 channel=str(conv.parent_id) if conv.parent_id else None,
                 guild=str(conv.guild_id) if conv.guild_id else None)
         except AccessDenied as exc:
@@ -397,10 +367,9 @@ class VaultbotDiscord(discord.Client):
         target = _ReplyTarget(message)
         await target.start()
         history = await self._turns(conv, thread_id, before=message)
-        options = AskOptions(scope=scope, history=history, channel="discord", mask=self.mask)
-        answer = await self._answer(question, options, target, title=None)
+        answer = await self.conversation.answer(question, target, scope=scope, history=history)
         if answer is not None:
-            conv.turns = (history + [Turn(question, answer.text, tuple(c.path for c in answer.sources))])[-MAX_TURNS:]
+            conv.turns = self.conversation.recent(history + [_turn(question, answer)])
 
     async def _our_thread(self, channel: Any) -> discord.Thread | None:
         """The thread a message was posted in, if vaultbot opened it (so it answers there)."""
@@ -416,9 +385,7 @@ class VaultbotDiscord(discord.Client):
             return None
         if isinstance(fetched, discord.Thread) and fetched.owner_id == self.user.id:
             return fetched
-        self._not_ours[channel.id] = None
-        while len(self._not_ours) > MAX_THREADS:
-            self._not_ours.popitem(last=False)
+        self._not_ours.add(channel.id)
         return None
 
     def _conversation(self, thread_id: int, parent_id: int | None, guild_id: int | None) -> _Conversation:
@@ -453,48 +420,15 @@ class VaultbotDiscord(discord.Client):
         recent = [m async for m in thread.history(limit=HISTORY_MESSAGES, before=before)]
         messages.extend(reversed(recent))
         assert self.user is not None
-        return turns_from_messages(messages, self.user.id)
-
-    # ------------------------------------------------------------------ answering
-
-    async def _answer(self, question: str, options: AskOptions, target: _Target, *,
-                      title: str | None) -> Answer | None:
-        """Streams the answer into `target`; None (after telling the user) when it failed."""
-        parts: list[str] = []
-        answer: Answer | None = None
-        waiting: list[str] = []  # "waiting: 2 questions ahead" until the first token
-        live = _LiveEdit(target.show,
-                         lambda: stream_preview("".join(parts) or "".join(waiting[-1:])),
-                         self.edit_interval)
-        try:
-            async for event in self.asker.stream(question, options):
-                if isinstance(event, Token):
-                    parts.append(event.text)
-                    live.touch()
-                elif isinstance(event, Queued):
-                    waiting.append(event.message)
-                    live.touch()
-                elif isinstance(event, Done):
-                    answer = event.answer
-            await live.close()
-            if answer is None:
-                raise RuntimeError("the answer stream ended without an answer")
-            await target.finish(answer_messages(answer, title))
-            return answer
-        except Exception:
-            # The traceback only: no question, note text or token in the log.
-            log.exception("answering a Discord question failed")
-            await live.close()
-            try:
-                await target.fail(SORRY)
-            except Exception as exc:
-                log.error("could not tell the user about the failure: %s", type(exc).__name__)
-            return None
-        finally:
-            live.cancel()  # a no-op once closed; stops the edits when this task is cancelled
+        return turns_from_messages(messages, self.user.id, self.conversation.max_turns)
 
 
-def turns_from_messages(messages: Sequence[discord.Message], me: int) -> list[Turn]:
+def _turn(question: str, answer: Answer) -> Turn:
+    return Turn(question, answer.text, tuple(c.path for c in answer.sources))
+
+
+def turns_from_messages(messages: Sequence[discord.Message], me: int,
+                        max_turns: int = DEFAULT_MAX_TURNS) -> list[Turn]:
     """Pairs people's questions with vaultbot's answers, oldest first. An answer's question is
     its embed title (`/ask` answers) or the message it replies to (follow-ups); an untitled
     answer that replies to nothing continues the previous one (overflow messages)."""
@@ -519,7 +453,7 @@ def turns_from_messages(messages: Sequence[discord.Message], me: int) -> list[Tu
                                  tuple(dict.fromkeys((*(last.sources or ()), *sources))))
         elif not m.author.bot and m.type in QUESTION_TYPES and m.content.strip():
             questions[m.id] = m.content.strip()
-    return turns[-MAX_TURNS:]
+    return recent(turns, max_turns)
 
 
 def build_discord_client(asker: Asker, access: Access | None = None, *,
@@ -531,7 +465,8 @@ def build_discord_client(asker: Asker, access: Access | None = None, *,
     return VaultbotDiscord(asker, access, guild_id=int(guild_id) if guild_id else None, **options)
 
 
-async def run_discord(client: discord.Client, token: str, *, drain_timeout: float = 30.0) -> None:
+async def run_discord(client: discord.Client, token: str, *,
+                      drain_timeout: float = DRAIN_TIMEOUT) -> None:
     """Runs the bot in the current event loop until it is closed or this task is cancelled
     (shutdown): answers being written get `drain_timeout` seconds to finish, then the client
     closes. Raises discord.LoginFailure for a bad token and discord.PrivilegedIntentsRequired

@@ -1,4 +1,6 @@
-"""The Slack front end: a Bolt AsyncApp that answers @mentions and thread follow-ups.
+"""The Slack front end: a Bolt AsyncApp that answers @mentions and thread follow-ups. It is an
+adapter on the conversation spine (bot/conversation.py, which answers the turn): Slack events
+in, Block Kit out (bot/render_slack.py), `_Reply` as the spine's reply target.
 
 Flow of one question (an `app_mention`, a message in a thread the bot answered in, or a DM):
 ack at once (Bolt acks Events API requests before listeners run; the listener only dedupes and
@@ -20,7 +22,8 @@ message from the bot's own user in `conversations.replies`.
 Duplicates: Slack retries an event it thinks was not acknowledged (same `event_id`,
 `X-Slack-Retry-Num` header), and an @mention in a followed thread arrives twice, as
 `app_mention` and as `message`. Both are answered once: by `event_id`, and by (channel, ts),
-remembered in process (bounded). A retry this process has not seen (it arrives after a restart,
+remembered in process (bounded), in Bolt middleware (`SlackBot.register`), as is the access
+check. A retry this process has not seen (it arrives after a restart,
 or at another replica) is checked against the thread itself: if the bot already replied to the
 message (a finished bot reply after it, before the next person's), it is not answered again;
 a reply cut off by a crash mid-stream has no answer blocks, so the retry answers in full.
@@ -36,13 +39,13 @@ import logging
 import re
 import threading
 import time
-from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Coroutine, Hashable
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
 from fastapi import FastAPI, Request
 from slack_bolt.async_app import AsyncApp
+from slack_bolt.response import BoltResponse
 from slack_sdk.errors import SlackApiError, SlackClientError
 from slack_sdk.http_retry.async_handler import AsyncRetryHandler
 from slack_sdk.http_retry.builtin_async_handlers import (
@@ -52,6 +55,16 @@ from slack_sdk.http_retry.builtin_async_handlers import (
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.access import Access, AccessDenied
+from bot.conversation import (
+    DEFAULT_MAX_TURNS,
+    DRAIN_TIMEOUT,
+    Conversation,
+    InFlight,
+    Seen,
+    recent,
+    record_feedback,
+    went_wrong,
+)
 from bot.render_slack import (
     FEEDBACK_DOWN,
     FEEDBACK_UP,
@@ -61,9 +74,9 @@ from bot.render_slack import (
     notice_message,
     progress_text,
 )
-from engine.answer import Answer, Asker, AskOptions, Done, Queued, Token
+from engine.answer import Answer, Asker
 from engine.citations import cited_paths
-from engine.prompt import Turn
+from engine.models import Turn
 from engine.querylog import QueryLog
 
 if TYPE_CHECKING:
@@ -75,13 +88,14 @@ log = logging.getLogger(__name__)
 
 HELP = ("Ask me about the notes: mention me with a question, e.g. `@vaultbot when is the launch?` "
         "I answer in a thread, with the notes I used; reply in the thread to ask a follow-up.")
-MAX_TURNS = 6  # earlier question/answer pairs of a thread given to the engine
 REPLIES_PAGES = 5  # conversations.replies pages (200 messages each) read for a thread
 STREAM_PIECE = 12_000  # chat.appendStream's markdown_text limit
 STREAM_RETRY_AFTER = 600.0  # seconds before trying streaming again after Slack refused it
 THINKING = "is thinking…"
 # Message subtypes that are people writing; edits, joins, bot posts and the like are not.
 _HUMAN_SUBTYPES = {None, "thread_broadcast", "file_share"}
+# A middleware's `next`: continues the chain (bot/slack.py's middleware returns what it returns).
+Next = Callable[[], Awaitable[Any]]
 # A Slack call that failed: the API said no, or the network did.
 _NET_ERRORS = (SlackClientError, OSError, TimeoutError, aiohttp.ClientError)
 # chat.update errors after which the message will never take the answer: only then is a new
@@ -98,30 +112,6 @@ def retry_handlers() -> list[AsyncRetryHandler]:
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-class _Seen:
-    """A bounded set (oldest forgotten first) for event ids, messages and threads."""
-
-    def __init__(self, size: int = 20_000) -> None:
-        self.size = size
-        self._items: OrderedDict[Hashable, None] = OrderedDict()
-
-    def __contains__(self, key: Hashable) -> bool:
-        return key in self._items
-
-    def add(self, key: Hashable) -> bool:
-        """Add `key`; False if it was already there."""
-        if key in self._items:
-            self._items.move_to_end(key)
-            return False
-        self._items[key] = None
-        while len(self._items) > self.size:
-            self._items.popitem(last=False)
-        return True
-
-    def discard(self, key: Hashable) -> None:
-        self._items.pop(key, None)
 
 
 _MENTION = re.compile(r"<@([UW][A-Z0-9]+)(?:\|[^>]*)?>")
@@ -154,10 +144,11 @@ def thread_turns(
     before_ts: str,
     bot_user_id: str | None,
     bot_id: str | None,
-    max_turns: int = MAX_TURNS,
+    max_turns: int | None = None,
 ) -> list[Turn]:
     """Question/answer pairs of a thread before `before_ts`: a person's message followed by the
-    bot's message(s). Unanswered questions and other bots are left out; the last `max_turns`."""
+    bot's message(s). Unanswered questions and other bots are left out; the last `max_turns`
+    (None: all; the spine keeps VAULTBOT_MAX_TURNS of them)."""
     turns: list[Turn] = []
     question: str | None = None
     answer: list[str] = []
@@ -177,7 +168,7 @@ def thread_turns(
         question, answer, sources = clean_question(str(m.get("text") or ""), bot_user_id), [], []
     if question and any(answer):
         turns.append(Turn(question, "\n\n".join(a for a in answer if a), tuple(sources)))
-    return turns[-max_turns:] if max_turns > 0 else []
+    return turns if max_turns is None else recent(turns, max_turns)
 
 
 def _is_bot(message: dict[str, Any], bot_user_id: str | None, bot_id: str | None) -> bool:
@@ -241,8 +232,8 @@ def _pieces(text: str, size: int) -> list[str]:
 
 
 class _Reply:
-    """The message(s) of one answer in a thread: streamed (or placeholder + chat.update)
-    while tokens arrive, then replaced by the Block Kit answer."""
+    """The message(s) of one answer in a thread, the spine's reply target: streamed (or a
+    placeholder + chat.update) while tokens arrive, then replaced by the Block Kit answer."""
 
     def __init__(self, bot: SlackBot, client: AsyncWebClient, *, channel: str, thread_ts: str,
                  user: str | None, team: str | None) -> None:
@@ -257,25 +248,37 @@ class _Reply:
         self.mode = "none"  # "stream" or "update" once something is shown
         self.ts: str | None = None  # the streamed or placeholder message
         self.stream: AsyncChatStream | None = None
-        # The first push waits one interval too: a quick (cached, extractive) answer is then
-        # posted once, as its final blocks, without a stream or placeholder first.
-        self.last_push = time.monotonic()
-        self.pushing: asyncio.Task[None] | None = None
 
-    def feed(self, piece: str) -> None:
-        self.text += piece
-        if self.pushing is None and time.monotonic() - self.last_push >= self.bot.update_interval:
-            # Slack calls run beside the engine's stream, so a slow Slack never stalls it.
-            self.pushing = asyncio.create_task(self._push())
+    # ---- the spine's ReplyTarget (bot/conversation.py)
 
-    async def _push(self) -> None:
+    async def show(self, text: str) -> None:
+        """Called by the spine's live edit (throttled; the first one an interval after the
+        question, so a quick answer is posted once, as its final blocks)."""
+        self.text = text
+        if len(text) <= self.shown:
+            return
         try:
             await self._push_now()
         except Exception as exc:  # progress is best effort; finish() still posts the answer
             log.warning("slack: showing progress failed: %s", _error_code(exc))
-        finally:
-            self.last_push = time.monotonic()
-            self.pushing = None
+
+    async def wait(self, message: str) -> None:
+        """In the queue for the model: the thread's status line says so."""
+        await self.bot._quietly(self.client.assistant_threads_setStatus(
+            channel_id=self.channel, thread_ts=self.thread_ts, status=message))
+
+    async def settle(self, text: str) -> None:
+        """The engine is done: end an open stream holding the whole text (replaced next)."""
+        self.text = text
+        await self._settle()
+
+    async def finish(self, answer: Answer) -> None:
+        await self._place(answer_messages(answer))
+
+    async def fail(self, text: str) -> None:
+        await self._place([notice_message(text, emoji=":warning:")])
+
+    # ---- Slack calls
 
     async def _push_now(self) -> None:
         text = self.text
@@ -320,10 +323,7 @@ class _Reply:
             await stream.append(markdown_text=piece)
 
     async def _settle(self) -> None:
-        """Wait for a push in flight and end an open stream (its text is replaced next)."""
-        if self.pushing is not None:
-            with contextlib.suppress(Exception):
-                await self.pushing
+        """End an open stream (its text is replaced next)."""
         if self.stream is not None:
             stream, self.stream = self.stream, None
             # The stream ends holding the whole text: should the final chat.update fail, the
@@ -337,7 +337,7 @@ class _Reply:
             except _NET_ERRORS as exc:
                 log.info("slack: stopping the stream failed: %s", _error_code(exc))
 
-    async def finish(self, messages: list[SlackMessage]) -> None:
+    async def _place(self, messages: list[SlackMessage]) -> None:
         await self._settle()
         first, rest = messages[0], messages[1:]
         posted = False
@@ -362,7 +362,8 @@ class _Reply:
 
 
 class SlackBot:
-    """The listeners and their state. `build_slack_app` creates one and registers it."""
+    """The listeners, their middleware and their state. `build_slack_app` creates one and
+    registers it. Answering itself is the spine's (bot/conversation.py)."""
 
     def __init__(
         self,
@@ -375,30 +376,53 @@ class SlackBot:
         reaction: str = "eyes",
         on_answer: Callable[[Answer, str], None] | None = None,
         mask: bool = True,
+        max_turns: int = DEFAULT_MAX_TURNS,
     ) -> None:
-        self.asker = asker
-        self.mask = mask  # VAULTBOT_MASK: secrets and personal data leave as "(masked)"
+        # The first progress waits one interval too: a quick (cached, extractive) answer is
+        # then posted once, as its final blocks, without a stream or placeholder first.
+        self.conversation = Conversation(
+            asker, access, "slack", max_turns=max_turns, edit_interval=update_interval,
+            first_edit_after=update_interval, mask=mask, on_answer=on_answer,
+            error_text=went_wrong, logger=log)
         self.querylog = querylog
-        self.access = access
-        self.update_interval = update_interval
         self.streaming = streaming
         self.reaction = reaction
-        self.on_answer = on_answer
-        self.active: set[asyncio.Task[None]] = set()
-        self.received = 0  # events that reached a listener, duplicates included
+        self.inflight = InFlight()
+        self.received = 0  # events that reached the bot, duplicates included
         self.finished = 0  # background tasks (answers, refusals, feedback) done
-        self._events = _Seen()
-        self._messages = _Seen()  # (channel, ts) claimed for an answer
-        self._threads = _Seen()  # (channel, thread_ts) the bot answered in
-        self._not_ours = _Seen()  # (channel, thread_ts) checked: the bot never spoke there
+        self._events = Seen()
+        self._messages = Seen()  # (channel, ts) claimed for an answer
+        self._threads = Seen()  # (channel, thread_ts) the bot answered in
+        self._not_ours = Seen()  # (channel, thread_ts) checked: the bot never spoke there
         self._stream_refused_at: float | None = None
         self._lock = threading.Lock()  # counters are read by tests from another thread
+
+    @property
+    def mask(self) -> bool:
+        """VAULTBOT_MASK: secrets and personal data leave as "(masked)"."""
+        return self.conversation.mask
+
+    @mask.setter
+    def mask(self, value: bool) -> None:
+        self.conversation.mask = value
+
+    @property
+    def active(self) -> set[asyncio.Task[Any]]:
+        """The tasks in progress (answers, refusals, feedback)."""
+        return self.inflight.tasks
 
     # ---- registration
 
     def register(self, app: AsyncApp) -> None:
-        app.event("app_mention")(self.on_mention)
-        app.event("message")(self.on_message)
+        # Middleware, in order: one answer per delivery (event_id, for the whole app), then,
+        # per listener, only messages that are questions to the bot (a mention in a followed
+        # thread also arrives as `message`: app_mention answers it), one answer per message
+        # (channel, ts, whatever the event_id), and who may ask what here (context["scope"],
+        # or context["denied"]).
+        app.use(self._dedupe_events)
+        answering: list[Callable[..., Any]] = [self._claim_message, self._check_access]
+        app.event("app_mention", middleware=[self._is_mention, *answering])(self.on_mention)
+        app.event("message", middleware=[self._is_question, *answering])(self.on_message)
         app.action(FEEDBACK_UP)(self.on_feedback)
         app.action(FEEDBACK_DOWN)(self.on_feedback)
 
@@ -418,83 +442,100 @@ class SlackBot:
     # ---- tasks
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.get_running_loop().create_task(coro)
-        self.active.add(task)
-        task.add_done_callback(self._task_done)
+        self.inflight.spawn(coro, done=self._task_done)
 
     def _task_done(self, task: asyncio.Task[None]) -> None:
-        self.active.discard(task)
         with self._lock:
             self.finished += 1
         if not task.cancelled() and task.exception() is not None:
             log.error("slack: a task failed", exc_info=task.exception())
 
-    async def drain(self, timeout: float = 30.0) -> None:
+    async def drain(self, timeout: float = DRAIN_TIMEOUT) -> None:
         """Let answers in progress finish (on shutdown); cancel what is left after `timeout`."""
-        tasks = set(self.active)
-        if not tasks:
-            return
-        _, pending = await asyncio.wait(tasks, timeout=timeout)
-        for task in pending:
-            task.cancel()
-        if pending:
-            await asyncio.wait(pending, timeout=5)
+        await self.inflight.drain(timeout)
 
     def _count(self) -> None:
         with self._lock:
             self.received += 1
 
-    def _first_delivery(self, body: dict[str, Any]) -> bool:
-        event_id = body.get("event_id")
-        if not event_id or self._events.add(event_id):
-            return True
-        log.info("slack: duplicate delivery of %s skipped", event_id)
-        return False
+    def _skip(self) -> BoltResponse:
+        """An event not answered: counted, acknowledged, no listener runs."""
+        self._count()
+        return BoltResponse(status=200, body="")
 
-    # ---- listeners (Bolt injects arguments by name)
+    # ---- middleware (Bolt injects arguments by name; `next` continues the chain)
+
+    async def _dedupe_events(self, body: dict[str, Any], next: Next) -> BoltResponse | None:
+        """Slack retries an event it thinks was not acknowledged, with the same event_id."""
+        event_id = body.get("event_id")
+        if event_id and not self._events.add(event_id):
+            log.info("slack: duplicate delivery of %s skipped", event_id)
+            return self._skip()
+        return await next()
+
+    async def _is_mention(self, event: dict[str, Any], next: Next) -> BoltResponse | None:
+        if event.get("bot_id") or not event.get("channel") or not event.get("ts"):
+            return self._skip()  # another bot mentioning this one: no bot-to-bot conversations
+        return await next()
+
+    async def _is_question(self, event: dict[str, Any], context: dict[str, Any],
+                           next: Next) -> BoltResponse | None:
+        """A person's message in a DM or in a thread the bot may follow; a mention is left to
+        the app_mention event, channel chatter outside threads to itself."""
+        if event.get("subtype") not in _HUMAN_SUBTYPES or event.get("bot_id") or event.get("hidden"):
+            return self._skip()
+        channel, ts, user = event.get("channel"), event.get("ts"), event.get("user")
+        if not channel or not ts or not user:
+            return self._skip()
+        bot_user_id = context.get("bot_user_id")
+        thread_ts = event.get("thread_ts")
+        if event.get("channel_type") == "im":
+            return await next()
+        if bot_user_id and f"<@{bot_user_id}" in str(event.get("text") or ""):
+            return self._skip()  # a mention: the app_mention event answers it
+        if not thread_ts:
+            return self._skip()  # channel chatter: only threads the bot answered in are followed
+        return await next()
+
+    async def _claim_message(self, event: dict[str, Any], next: Next) -> BoltResponse | None:
+        if not self._messages.add((event["channel"], event["ts"])):
+            return self._skip()  # answered already (e.g. as a mention)
+        return await next()
+
+    async def _check_access(self, event: dict[str, Any], context: dict[str, Any],
+                            next: Next) -> BoltResponse | None:
+        """Who may ask what here. A refusal is said by the answer (after a retry and an empty
+        question are dealt with), and only for a message the bot answers: chatter in a thread
+        it never spoke in gets nothing."""
+        try:
+            context["scope"] = self.conversation.scope(user=str(event.get("user")),
+                                                       channel=event["channel"])
+        except AccessDenied as exc:
+            context["denied"] = str(exc)
+        return await next()
+
+    # ---- listeners
 
     async def on_mention(self, body: dict[str, Any], event: dict[str, Any],
                          context: dict[str, Any], client: AsyncWebClient,
                          request: AsyncBoltRequest | None = None) -> None:
         self._count()
-        if not self._first_delivery(body):
-            return
-        channel, ts = event.get("channel"), event.get("ts")
-        if event.get("bot_id"):
-            return  # another bot mentioning this one: no bot-to-bot conversations
-        if not channel or not ts or not self._messages.add((channel, ts)):
-            return
         self._spawn(self._answer(
             client, event=event, body=body, context=context,
-            thread_ts=event.get("thread_ts") or ts, retried=_retried(request),
+            thread_ts=event.get("thread_ts") or event["ts"], retried=_retried(request),
         ))
 
     async def on_message(self, body: dict[str, Any], event: dict[str, Any],
                          context: dict[str, Any], client: AsyncWebClient,
                          request: AsyncBoltRequest | None = None) -> None:
         self._count()
-        if not self._first_delivery(body):
+        if event.get("channel_type") == "im":
+            self._spawn(self._answer(client, event=event, body=body, context=context,
+                                     thread_ts=event.get("thread_ts") or event["ts"],
+                                     retried=_retried(request)))
             return
-        if event.get("subtype") not in _HUMAN_SUBTYPES or event.get("bot_id") or event.get("hidden"):
-            return
-        channel, ts, user = event.get("channel"), event.get("ts"), event.get("user")
-        if not channel or not ts or not user:
-            return
-        bot_user_id = context.get("bot_user_id")
-        thread_ts = event.get("thread_ts")
-        is_dm = event.get("channel_type") == "im"
-        text = str(event.get("text") or "")
-        if not is_dm and bot_user_id and f"<@{bot_user_id}" in text:
-            return  # a mention: the app_mention event answers it
-        if is_dm:
-            if self._messages.add((channel, ts)):
-                self._spawn(self._answer(client, event=event, body=body, context=context,
-                                         thread_ts=thread_ts or ts, retried=_retried(request)))
-            return
-        if not thread_ts or (channel, thread_ts) in self._not_ours:
-            return  # channel chatter: only threads the bot answered in are followed
         self._spawn(self._follow_up(client, event=event, body=body, context=context,
-                                    thread_ts=thread_ts, retried=_retried(request)))
+                                    thread_ts=event["thread_ts"], retried=_retried(request)))
 
     async def on_feedback(self, ack: Callable[[], Awaitable[Any]], body: dict[str, Any],
                           action: dict[str, Any], client: AsyncWebClient) -> None:
@@ -509,6 +550,8 @@ class SlackBot:
                          retried: bool = False) -> None:
         channel = event["channel"]
         replies: list[dict[str, Any]] | None = None
+        if (channel, thread_ts) in self._not_ours:
+            return  # a thread the bot never spoke in (checked, and not mentioned in since)
         if (channel, thread_ts) not in self._threads:
             try:
                 replies = await self._replies(client, channel, thread_ts)
@@ -520,8 +563,6 @@ class SlackBot:
                 self._not_ours.add((channel, thread_ts))
                 return
             self._threads.add((channel, thread_ts))
-        if not self._messages.add((channel, event["ts"])):
-            return  # answered already (e.g. as a mention)
         await self._answer(client, event=event, body=body, context=context,
                            thread_ts=thread_ts, replies=replies, retried=retried)
 
@@ -559,51 +600,29 @@ class SlackBot:
         if not question:
             await self.post(client, channel, thread_ts, notice_message(HELP))
             return
-        try:
-            scope = self.access.scope_for("slack", user=str(user), channel=channel)
-        except AccessDenied as exc:
+        scope = context.get("scope")
+        if scope is None:  # _check_access said no
             log.info("slack: %s denied in %s", user, channel)
-            await self._ephemeral(client, channel, str(user), thread_ts, str(exc))
+            await self._ephemeral(client, channel, str(user), thread_ts, str(context.get("denied")))
             return
 
         self._threads.add((channel, thread_ts))
         self._not_ours.discard((channel, thread_ts))  # mentioned in a thread it ignored so far
+
+        async def history() -> list[Turn]:
+            if thread_ts == ts:
+                return []
+            thread = replies if replies is not None else await self._replies(client, channel, thread_ts)
+            return thread_turns(thread, before_ts=ts, bot_user_id=bot_user_id, bot_id=bot_id)
+
         reacted = await self._quietly(client.reactions_add(
             channel=channel, timestamp=ts, name=self.reaction))
         status = await self._quietly(client.assistant_threads_setStatus(
             channel_id=channel, thread_ts=thread_ts, status=THINKING))
         reply = _Reply(self, client, channel=channel, thread_ts=thread_ts, user=user, team=team)
         try:
-            history: list[Turn] = []
-            if thread_ts != ts:
-                if replies is None:
-                    replies = await self._replies(client, channel, thread_ts)
-                history = thread_turns(replies, before_ts=ts, bot_user_id=bot_user_id, bot_id=bot_id)
-            options = AskOptions(scope=scope, history=history, channel=f"slack:{channel}",
-                                 mask=self.mask)
-            answer: Answer | None = None
-            async for ev in self.asker.stream(question, options):
-                if isinstance(ev, Token):
-                    reply.feed(ev.text)
-                elif isinstance(ev, Queued):  # before any token: the thread's status line
-                    await self._quietly(client.assistant_threads_setStatus(
-                        channel_id=channel, thread_ts=thread_ts, status=ev.message))
-                elif isinstance(ev, Done):
-                    answer = ev.answer
-            if answer is None:
-                raise RuntimeError("the engine ended without an answer")
-            await reply.finish(answer_messages(answer))
-            if self.on_answer is not None:
-                try:
-                    self.on_answer(answer, "slack")
-                except Exception:
-                    log.exception("slack: the on_answer hook failed")
-        except Exception as exc:
-            log.exception("slack: answering in %s failed", channel)
-            with contextlib.suppress(Exception):
-                await reply.finish([notice_message(
-                    f"Something went wrong: {type(exc).__name__}. The details are in the vaultbot log.",
-                    emoji=":warning:")])
+            await self.conversation.answer(question, reply, scope=scope, history=history,
+                                           channel=f"slack:{channel}")
         finally:
             if reacted:
                 await self._quietly(client.reactions_remove(
@@ -621,15 +640,10 @@ class SlackBot:
         message = body.get("message") or {}
         thread_ts = message.get("thread_ts") or message.get("ts")
         try:
-            query_id = int(str(action.get("value")))
+            query_id: int | None = int(str(action.get("value")))
         except ValueError:
             query_id = None
-        stored = False
-        if query_id is not None and self.querylog is not None:
-            try:
-                stored = await asyncio.to_thread(self.querylog.feedback, query_id, value)
-            except Exception:
-                log.exception("slack: storing feedback failed")
+        stored = await record_feedback(self.querylog, query_id, value)
         log.info("slack: feedback %+d for query %s (%s)", value, query_id,
                  "stored" if stored else "not stored")
         if channel and user:
@@ -691,6 +705,7 @@ def build_slack_app(
     streaming: bool = True,
     on_answer: Callable[[Answer, str], None] | None = None,
     mask: bool = True,
+    max_turns: int = DEFAULT_MAX_TURNS,
 ) -> VaultbotSlackApp:
     """The Bolt app. `signing_secret` is required for HTTP mode (`mount_http`) and unused in
     Socket Mode. `api_url` overrides the Web API base URL (tests). `on_answer(answer, "slack")`
@@ -710,7 +725,8 @@ def build_slack_app(
     )
     app.verifies_requests = bool(signing_secret)
     app.bot = SlackBot(asker, querylog, access, update_interval=update_interval,
-                       streaming=streaming, on_answer=on_answer, mask=mask)
+                       streaming=streaming, on_answer=on_answer, mask=mask,
+                       max_turns=max_turns)
     app.bot.register(app)
     return app
 

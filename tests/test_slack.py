@@ -59,7 +59,7 @@ class Bot:
     def __init__(self, index, slack: FakeSlack, ollama, *, access: Access | None = None,
                  asker: Asker | None = None, idle_timeout: float = 30.0,
                  update_interval: float = 0.2, streaming: bool = True,
-                 process_before_response: bool = False) -> None:
+                 process_before_response: bool = False, **options: Any) -> None:
         self.slack = slack
         self.querylog = QueryLog(index.registry)
         gen = OllamaGenerator(ollama.url, idle_timeout=idle_timeout, first_token_timeout=10)
@@ -69,7 +69,7 @@ class Bot:
                                    bot_token=BOT_TOKEN, signing_secret=SECRET,
                                    api_url=slack.api_url, update_interval=update_interval,
                                    streaming=streaming,
-                                   process_before_response=process_before_response)
+                                   process_before_response=process_before_response, **options)
         api = FastAPI()
         mount_http(api, self.app)
         self.server = Server(api)
@@ -321,6 +321,27 @@ def test_retried_event_is_answered_once(index, fake_slack, fake_ollama) -> None:
         assert len(b.answers("C1", ts)) == 1
         assert len(fake_ollama.requests_to("/api/chat")) == 1
         assert len(fake_slack.calls_to("reactions.add")) == 1
+
+
+def test_middleware_drops_repeated_event_ids_and_messages(index, fake_slack, fake_ollama) -> None:
+    """The two Bolt middleware checks, each on its own: a delivery whose event_id was seen is
+    dropped (whatever it carries), and a message already claimed is not answered again under
+    another event_id."""
+    fake_ollama.responder = lambda *a: LAUNCH
+    with Bot(index, fake_slack, fake_ollama) as b:
+        ts = b.mention("When is the vaultbot launch?", event_id="EvSAME")
+        text = "<@UBOT> When is the vaultbot launch?"
+        again = {"type": "app_mention", "user": "U1", "text": text, "ts": ts, "channel": "C1",
+                 "event_ts": ts, "team": "T1"}
+        assert b.event(again, event_id="EvOTHER").status_code == 200
+        other = fake_slack.add_message("C1", "<@UBOT> When is the beta?", user="U1")
+        reused = dict(again, text="<@UBOT> When is the beta?", ts=other, event_ts=other)
+        assert b.event(reused, event_id="EvSAME").status_code == 200
+        b.settle(3)
+        time.sleep(0.3)
+        assert b.bot.received == 3
+        assert len(b.answers("C1", ts)) == 1 and fake_slack.bot_messages("C1", other) == []
+        assert len(fake_ollama.requests_to("/api/chat")) == 1
 
 
 def test_retry_after_a_restart_is_not_answered_twice(index, fake_slack, fake_ollama) -> None:
