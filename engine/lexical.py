@@ -30,7 +30,8 @@ import sqlite3
 import threading
 import uuid
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -39,6 +40,7 @@ import numpy as np
 
 from engine.korean import TOKENIZERS, tokenize, tokenize_many
 from engine.models import Scope, filter_tags
+from engine.versions import KEYWORD_SCHEMA
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +50,7 @@ log = logging.getLogger(__name__)
 # ~2.4x postings, so ~2x search time and load time, all still well inside budget at 100k chunks.
 # See bench/results/lexical.md.
 DEFAULT_TOKENIZER = "kiwi+bigram"
-SCHEMA_VERSION = "2"  # 2: Latin words no longer from Kiwi (engine/korean.py); re-tokenise
+SCHEMA_VERSION = KEYWORD_SCHEMA  # engine/versions.py
 K1 = 1.2
 B = 0.75
 # Merge the delta into the base once it holds this share of the base's postings (or of dead
@@ -72,17 +74,23 @@ class LexDoc:
     private: bool = False
 
 
+# Read-only members: the registry's NoteInfo and ChunkRecord are frozen dataclasses.
 class _NoteLike(Protocol):
-    title: str
-    tags: tuple[str, ...]
-    private: bool
-    suspect: tuple[str, ...]
+    @property
+    def title(self) -> str: ...
+    @property
+    def tags(self) -> tuple[str, ...]: ...
+    @property
+    def private(self) -> bool: ...
+    @property
+    def suspect(self) -> tuple[str, ...]: ...
 
 
 class _ChunkLike(Protocol):
-    id: str
-    note_path: str
-
+    @property
+    def id(self) -> str: ...
+    @property
+    def note_path(self) -> str: ...
     @property
     def embed_text(self) -> str: ...
 
@@ -161,7 +169,7 @@ class _Postings:
             return p
         chunk_ids, note_paths, tags, private, tid_blobs, tf_blobs = zip(*rows, strict=True)
         p.ids = list(chunk_ids)
-        p.slot_of = {cid: i for i, cid in enumerate(p.ids)}
+        p.slot_of = {cid: i for i, cid in enumerate(chunk_ids)}
         p.meta[:n] = [
             p._meta_id(path, _split_tags(t), bool(pr))
             for path, t, pr in zip(note_paths, tags, private, strict=True)
@@ -579,10 +587,7 @@ class LexicalIndex:
             self._catch_up_locked(force=True)
 
     def _init_schema(self) -> None:
-        db = self._db
-        assert db is not None
-        db.execute("BEGIN IMMEDIATE")
-        try:
+        with self._transaction() as db:
             for stmt in _SCHEMA:
                 db.execute(stmt)
             meta = dict(db.execute("SELECT key, value FROM meta").fetchall())
@@ -614,6 +619,17 @@ class LexicalIndex:
                     generation=gen,
                     floor=gen,
                 )
+
+    @contextmanager
+    def _transaction(self, begin: str = "BEGIN IMMEDIATE") -> Iterator[sqlite3.Connection]:
+        """One transaction on the index file: committed when the block ends, rolled back (and
+        the error re-raised) on any exception, KeyboardInterrupt included. IMMEDIATE takes the
+        write lock at once, so two writers never both read and then both try to write."""
+        db = self._db
+        assert db is not None
+        db.execute(begin)
+        try:
+            yield db
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")
@@ -645,9 +661,8 @@ class LexicalIndex:
         version = db.execute("PRAGMA data_version").fetchone()[0]
         if version == self._data_version and not force:
             return
-        if not in_txn:
-            db.execute("BEGIN")  # one read snapshot for all the queries below
-        try:
+        # One read snapshot for all the queries below (a writer calls this inside its own).
+        with nullcontext(db) if in_txn else self._transaction("BEGIN"):
             meta = dict(db.execute("SELECT key, value FROM meta").fetchall())
             if meta["tokenizer"] != self.tokenizer:
                 raise RuntimeError(
@@ -664,9 +679,6 @@ class LexicalIndex:
                 self._load_all(meta)
             elif gen > self._generation:
                 self._load_since(self._generation, gen)
-        finally:
-            if not in_txn:
-                db.execute("COMMIT")
         self._data_version = version
 
     def _read_vocab(self, after: int) -> dict[str, int]:
@@ -720,17 +732,6 @@ class LexicalIndex:
                 self._mem.add(d)
             self._generation = gen
 
-    def _begin_write(self) -> None:
-        """Open a write transaction and bring memory up to date with the file inside it, so
-        that term ids handed out below cannot clash with another process's."""
-        assert self._db is not None
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
-            self._catch_up_locked()
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
-
     def _commit_generation(self) -> int:
         assert self._db is not None
         gen = self._generation + 1
@@ -742,10 +743,10 @@ class LexicalIndex:
         return gen
 
     def _upsert_db(self, items: Sequence[LexDoc], counted: Sequence[Counter[str]]) -> None:
-        db = self._db
-        assert db is not None
-        self._begin_write()
-        try:
+        with self._transaction() as db:
+            # Memory brought up to date inside the write lock: term ids handed out below
+            # cannot clash with another process's.
+            self._catch_up_locked()
             parsed, new_terms = self._parse(items, counted)
             gen = self._commit_generation()
             db.executemany("INSERT INTO vocab(term, tid) VALUES (?, ?)", new_terms.items())
@@ -768,23 +769,16 @@ class LexicalIndex:
             db.executemany(
                 "DELETE FROM tombstones WHERE chunk_id = ?", [(p.chunk_id,) for p in parsed]
             )
-            db.execute("COMMIT")
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
         with self._read:
             self._apply(parsed, new_terms)
             self._generation = gen
 
     def _delete_db(self, wanted: Sequence[str]) -> int:
-        db = self._db
-        assert db is not None
-        self._begin_write()
-        try:
+        with self._transaction() as db:
+            self._catch_up_locked()  # as in _upsert_db
             with self._read:
                 present = [cid for cid in wanted if cid in self._mem.slot_of]
             if not present:
-                db.execute("COMMIT")
                 return 0
             gen = self._commit_generation()
             db.executemany("DELETE FROM docs WHERE chunk_id = ?", [(c,) for c in present])
@@ -792,10 +786,6 @@ class LexicalIndex:
                 "INSERT OR REPLACE INTO tombstones(chunk_id, seq) VALUES (?, ?)",
                 [(c, gen) for c in present],
             )
-            db.execute("COMMIT")
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
         with self._read:
             for cid in present:
                 self._mem.remove(cid)

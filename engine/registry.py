@@ -32,6 +32,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Connection
 
+from engine import migrations
 from engine import schema as t
 from engine.models import ChunkRecord, ParsedNote, suspect_words
 
@@ -136,9 +137,15 @@ class Registry:
         self.url = url
         self.engine = make_engine(url)
         self.read_only = sqlite_read_only(url)
-        if not self.read_only:
-            t.metadata.create_all(self.engine)
-            _add_missing_columns(self.engine)
+        try:
+            # Created and upgraded by migrations only; a read-only one is never written.
+            if self.read_only:
+                migrations.check_readable(self.engine, url)
+            else:
+                migrations.upgrade(self.engine, url, _sqlite_file(url))
+        except BaseException:
+            self.engine.dispose()
+            raise
 
     def close(self) -> None:
         self.engine.dispose()
@@ -424,27 +431,6 @@ class Registry:
                 "chunks": conn.execute(select(func.count()).select_from(t.chunks)).scalar_one(),
                 "embeddings": conn.execute(select(func.count()).select_from(t.embeddings)).scalar_one(),
             }
-
-
-def _add_missing_columns(engine: Engine) -> None:
-    """Bring an older registry's tables up to date (schema.ADDED_COLUMNS)."""
-    from sqlalchemy import inspect
-
-    have: dict[str, set[str]] = {}
-    insp = inspect(engine)
-    todo = []
-    for table, column in t.ADDED_COLUMNS:
-        if table not in have:
-            have[table] = {c["name"] for c in insp.get_columns(table)}
-        if column not in have[table]:
-            todo.append((table, column))
-    if not todo:
-        return
-    with engine.begin() as conn:
-        for table, column in todo:
-            col = t.metadata.tables[table].c[column]
-            kind = col.type.compile(dialect=engine.dialect)
-            conn.exec_driver_sql(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
 
 
 def _json_list(raw: str | list[str] | None) -> tuple[str, ...]:

@@ -1,4 +1,7 @@
-"""Registry tables (SQLAlchemy Core): the same definitions serve SQLite and PostgreSQL."""
+"""Registry tables (SQLAlchemy Core): the same definitions serve SQLite and PostgreSQL.
+
+They are created and changed only by migrations (engine/migrations): a change here needs a new
+revision there, and tests/test_migrations.py fails until the two agree."""
 
 from __future__ import annotations
 
@@ -19,15 +22,6 @@ from sqlalchemy import (
 )
 
 metadata = MetaData()
-
-# Columns added after the first release, as (table, column): `Registry` adds any that an older
-# registry lacks (ALTER TABLE ... ADD COLUMN; every one of them is nullable).
-ADDED_COLUMNS: tuple[tuple[str, str], ...] = (
-    ("notes", "frontmatter_error"),
-    ("chunks", "sources"),
-    ("skipped", "mode"),
-    ("skipped", "ctime_ns"),
-)
 
 notes = Table(
     "notes",

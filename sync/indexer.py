@@ -22,6 +22,7 @@ from engine.index import Index
 from engine.models import ChunkDraft, ChunkRecord, ParsedNote, chunk_id, sha256_hex
 from engine.names import nfc
 from engine.registry import NoteInfo, NoteState, NoteWrite, SkipState
+from engine.versions import PIPELINE_VERSION  # re-chunks older indexes
 from sync.chunk import chunk_note
 from sync.decode import decode_note
 from sync.ignore import VaultFilter
@@ -31,11 +32,6 @@ from sync.pdf import SkipFile, parse_pdf
 
 log = logging.getLogger(__name__)
 
-# Bump when parsing or chunking changes what chunks a note yields: every note is then re-chunked
-# (the embedding cache still saves every embedding whose text did not change).
-# 2: a long table's later chunks repeat its header; 3: chunk provenance (embed sources), NFC
-# paths, private embeds left out, case-folded folder and tag metadata.
-PIPELINE_VERSION = 3
 RESCAN = "/"  # a watcher batch entry meaning "look at everything"
 
 Progress = Callable[[int, int], None]

@@ -124,27 +124,6 @@ def test_a_note_that_grows_past_the_cap_leaves_its_embedders(tmp_path: Path, reg
     _in_step(index)
 
 
-def test_skips_of_an_older_registry_are_not_trusted(tmp_path: Path, registry_url: str) -> None:
-    """A registry from before mode and ctime were recorded gains the columns; its skips, with
-    no stamp, never match, so the files are tried again."""
-    from sqlalchemy import text
-
-    from engine.registry import Registry
-
-    reg = Registry(registry_url)
-    with reg.engine.begin() as conn:
-        conn.execute(text("ALTER TABLE skipped DROP COLUMN mode"))
-        conn.execute(text("ALTER TABLE skipped DROP COLUMN ctime_ns"))
-        conn.execute(text("INSERT INTO skipped (path, reason, size, mtime_ns, at) "
-                          "VALUES ('a.md', 'cannot read: Permission denied', 3, 4, 0)"))
-    reg.close()
-    reg = Registry(registry_url)
-    assert reg.skipped()["a.md"].mode is None and reg.skipped()["a.md"].ctime_ns is None
-    reg.record_skip("b.md", "binary file", 1, 2, 0o100644, 5)
-    assert reg.skipped()["b.md"].mode == 0o100644 and reg.skipped()["b.md"].ctime_ns == 5
-    reg.close()
-
-
 # --------------------------------------------------------------------------- unreadable files
 
 _CAP_DAC_OVERRIDE, _CAP_DAC_READ_SEARCH = 1, 2
