@@ -30,8 +30,16 @@ exists was deleted or moved away). Entries come in three shapes:
   or moved. It is the directory marker of the root, so "every entry ending in "/"
   is a prefix to rescan" covers it.
 
-Attribute-only changes (chmod, `touch` without writing) are not reported: they do
-not change what gets indexed.
+A file's attribute change (chmod, `touch`, xattrs) is reported like a modification:
+a note skipped as unreadable must be tried again once a chmod makes it readable
+(issue #10). On Linux, watchdog turns inotify's IN_ATTRIB into a `FileAttribEvent`
+(its FileModifiedEvent filter already asks the kernel for IN_ATTRIB, then the
+observer drops the attrib event unless `FileAttribEvent` is in the filter); on macOS,
+FSEvents flags a chmod as inode-metadata-modified, which watchdog also reports as a
+`FileAttribEvent` (or as a `FileModifiedEvent` when coalesced with a write). It costs
+one read and hash of that file in the batch, no embedding: the consumer sees the same
+content hash. A directory's attribute change is not reported (directory "modified"
+events are noise; a reconcile covers a directory made readable again).
 """
 
 from __future__ import annotations
@@ -49,6 +57,7 @@ from watchdog.events import (
     DirCreatedEvent,
     DirDeletedEvent,
     DirMovedEvent,
+    FileAttribEvent,
     FileCreatedEvent,
     FileDeletedEvent,
     FileModifiedEvent,
@@ -68,11 +77,13 @@ RESCAN = "/"
 DIR_SUFFIX = "/"
 """Batch entries ending with this are directories: reconcile everything below them."""
 
-# Only what changes the set or content of files; directory "modified" events (a
-# child was added) and opened/closed/attrib events are noise here.
+# What changes the set, content or readability of files; directory "modified" and
+# "attrib" events (a child was added, a chmod of a folder) and opened/closed events are
+# noise here. FileAttribEvent: a chmod can make a skipped note readable.
 _EVENT_TYPES: list[type[FileSystemEvent]] = [
     FileCreatedEvent,
     FileModifiedEvent,
+    FileAttribEvent,
     FileDeletedEvent,
     FileMovedEvent,
     DirCreatedEvent,

@@ -4,11 +4,11 @@ test here fails when its protection is taken out (checked by removing it once)."
 from __future__ import annotations
 
 import test_discord
+from helpers import assert_discord_cites_meetings_only
 from test_discord import (
     CALLBACK,
     ORIGINAL,
     Q1,
-    SOURCES_TITLE,
     _first_turn,
     chats,
     has_embeds,
@@ -40,11 +40,7 @@ async def test_discord_ask_in_a_thread_uses_the_parent_channels_scope(fake, inde
         start = len(fake.calls)
         await fake.ask(Q1, channel_id=thread_id)
         final = await fake.wait_call("PATCH", ORIGINAL, after=start, where=has_embeds)
-        sources = next(e for e in final.json["embeds"] if e.get("title") == SOURCES_TITLE)
-        links = [f["value"] for f in sources["fields"]]
-        assert links and all("file=Meetings%2F" in v for v in links), links
-        prompt = chats(fake_ollama)[-1]["messages"][-1]["content"]
-        assert "Weekly sync" in prompt and "Vaultbot launch ›" not in prompt
+        assert_discord_cites_meetings_only(final, fake_ollama)
 
         # eve, not among the channel's users, is refused in the thread too.
         start = len(fake.calls)

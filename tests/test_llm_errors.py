@@ -5,12 +5,13 @@ first token, and keep the partial answer, labelled, after it."""
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 from corpus import copy_vault
-from helpers import Server, build
+from helpers import CliRun, Server, cli_env, synced_example
 
 from engine.answer import Asker
 from engine.llm.base import LLMError, Message
@@ -18,7 +19,6 @@ from engine.llm.ollama import OllamaGenerator
 from engine.querylog import QueryLog
 from engine.retrieve import Retriever
 from vaultbot.api import create_app
-from vaultbot.cli import main
 
 ANSWER = "The launch is on December 4 [1], moved from November 27 [2]."
 GARBAGE = "<html><body>Welcome to the captive portal</body></html>"
@@ -45,20 +45,10 @@ async def test_generator_maps_a_cut_line_and_a_garbage_body(fake_ollama) -> None
 @pytest.fixture
 def cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture,
         fake_ollama):
-    for var in ("VAULTBOT_DATABASE_URL", "VAULTBOT_CHROMA_URL", "VAULTBOT_EMBEDDER"):
-        monkeypatch.delenv(var, raising=False)
-    monkeypatch.setenv("VAULTBOT_LLM", "ollama")
+    cli_env(monkeypatch, tmp_path, llm="ollama")
     monkeypatch.setenv("VAULTBOT_OLLAMA_URL", fake_ollama.url)
-    monkeypatch.chdir(tmp_path)  # no stray .env
     fake_ollama.responder = lambda *a: ANSWER
-    vault = copy_vault("example", tmp_path)
-    data = tmp_path / "data"
-
-    def run(*args: str) -> tuple[int, str, str]:
-        code = main([*args, "--vault", str(vault), "--data-dir", str(data)])
-        out, err = capsys.readouterr()
-        return code, out, err
-
+    run = CliRun(copy_vault("example", tmp_path), tmp_path / "data", capsys)
     assert run("sync", "--json")[0] == 0
     return run
 
@@ -84,19 +74,17 @@ def test_cli_cut_mid_line_keeps_the_partial_answer(cli, fake_ollama) -> None:
 
 
 @pytest.fixture
-def api_server(tmp_path: Path, usem3, fake_ollama):
-    vault = copy_vault("example", tmp_path)
-    index, indexer = build(vault, tmp_path / "data", usem3)
-    indexer.sync()
-    fake_ollama.responder = lambda *a: ANSWER
-    gen = OllamaGenerator(fake_ollama.url)
-    retriever = Retriever(index)
-    log = QueryLog(index.registry)
-    asker = Asker(retriever, gen, querylog=log, vault_name="vault")
-    app = create_app(asker=asker, retriever=retriever, index=index, querylog=log,
-                     llm_health=gen.health)
-    with Server(app) as srv, httpx.Client(base_url=srv.url, timeout=30) as client:
-        yield client
+def api_server(tmp_path: Path, usem3, fake_ollama) -> Iterator[httpx.Client]:
+    with synced_example(tmp_path, usem3) as index:
+        fake_ollama.responder = lambda *a: ANSWER
+        gen = OllamaGenerator(fake_ollama.url)
+        retriever = Retriever(index)
+        log = QueryLog(index.registry)
+        asker = Asker(retriever, gen, querylog=log, vault_name="vault")
+        app = create_app(asker=asker, retriever=retriever, index=index, querylog=log,
+                         llm_health=gen.health)
+        with Server(app) as srv, httpx.Client(base_url=srv.url, timeout=30) as client:
+            yield client
 
 
 def _events(client: httpx.Client) -> list[tuple[str, dict]]:

@@ -6,14 +6,16 @@ from __future__ import annotations
 
 import json
 import random
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-from helpers import Server, build
+from helpers import Server, build, close_index
 
 from engine.answer import Asker, AskOptions, Done, Sources, Token
 from engine.answer_cache import AnswerCache
+from engine.index import Index
 from engine.llm.ollama import OllamaGenerator
 from engine.mask import MASK, Masker, luhn_valid, rrn_valid
 from engine.prompt import Turn
@@ -238,14 +240,15 @@ SECRETS = (AWS, GITHUB, "kim.minsu@example.co.kr", "010-9876-5432", VALID_RRN,
 
 
 @pytest.fixture
-def secret_vault(tmp_path: Path, usem3):
+def secret_vault(tmp_path: Path, usem3) -> Iterator[Index]:
     vault = tmp_path / "vault"
     vault.mkdir()
     (vault / "Server access.md").write_text(NOTE)
     (vault / "Garden.md").write_text("# Garden\n\nTomatoes need sun and water every day.\n")
     index, indexer = build(vault, tmp_path / "data", usem3)
     indexer.sync()
-    return index
+    yield index
+    close_index(index)
 
 
 def _echo(model, messages, options) -> str:

@@ -619,7 +619,7 @@ def check_shape(shape: list[ShapeNote]) -> None:
     property is not vacuous. (A public note embedding private text may be hidden whole.)"""
     import tempfile
 
-    from helpers import build
+    from helpers import build, close_index
 
     from bot.access import Access
     from engine.answer import Asker, AskOptions
@@ -649,7 +649,7 @@ def check_shape(shape: list[ShapeNote]) -> None:
                     assert token in "\n".join(h.text for h in hits), (
                         f"public note {i} was not found", shape)
         finally:
-            index.registry.close()
+            close_index(index)  # hypothesis runs this many times: each Index left open kept ~15 fds
 
 
 try:

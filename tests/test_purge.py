@@ -18,7 +18,7 @@ import httpx
 import numpy as np
 import pytest
 from corpus import ROOT, copy_vault
-from helpers import free_port
+from helpers import close_index, free_port
 from sqlalchemy import func, select, update
 
 from engine import schema as t
@@ -149,6 +149,7 @@ def test_schedule_purges_at_start_and_every_hour(registry_url: str, tmp_path: Pa
     finally:
         scheduler.shutdown(wait=True)
         app.close()
+        close_index(app.index)  # App.close() leaves the keyword index and Chroma open
 
 
 def _until(predicate: Callable[[], object], timeout: float = 30.0) -> None:

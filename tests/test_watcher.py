@@ -272,6 +272,25 @@ def test_max_delay_flushes_a_continuous_stream(vault: Path, start_watcher) -> No
     assert col.union() == {"Notes/stream.md"}
 
 
+def test_chmod_and_touch_of_a_file_are_delivered(vault: Path, start_watcher) -> None:
+    """A chmod can make a skipped (unreadable) note readable: it must reach a batch (issue #10).
+    A directory's chmod and a read of a file do not."""
+    note = write(vault, "Notes/locked.md")
+    note.chmod(0)
+    _, col = start_watcher()
+    note.chmod(0o644)
+    assert col.wait_seen("Notes/locked.md")
+    n = len(col.batches)
+    os.utime(note)  # `touch` of an existing file: an attrib event too
+    assert col.wait_for(lambda b: len(b) > n)
+    assert col.batches[n:] == [{"Notes/locked.md"}]
+    n = len(col.batches)
+    (vault / "Notes").chmod(0o755)
+    note.read_text()
+    time.sleep(QUIET)
+    assert len(col.batches) == n
+
+
 def test_flush_now_skips_the_debounce(vault: Path, start_watcher) -> None:
     w, col = start_watcher(debounce=5.0, max_delay=10.0)
     assert w.flush_now(timeout=1)  # nothing pending: returns at once
