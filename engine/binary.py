@@ -411,6 +411,9 @@ class BinaryVectorStore:
             self._seen = generation
             self._pending.clear()
 
+    def close(self) -> None:
+        """Nothing held open: the arrays are in memory or memory-mapped and freed with it."""
+
     def catch_up(self) -> int:
         """Apply what other processes wrote since the last generation seen; how many chunks
         and notes changed. Costs one generation read when nothing did."""

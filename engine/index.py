@@ -116,6 +116,13 @@ class Index:
         processes' writes (the binary one) need not diff for these."""
         self.vectors.settle(self.registry.generation())
 
+    def close(self) -> None:
+        """Close the three stores (their files, connections and threads)."""
+        if self.keywords is not None:
+            self.keywords.close()
+        self.vectors.close()
+        self.registry.close()
+
     # ---------------------------------------------------------------- repair
     def in_step(self) -> bool:
         """Cheap check: do the stores hold as many entries as the registry has chunks?"""

@@ -39,6 +39,9 @@ class VectorStore(Protocol):
         """A sync of this process finished at registry `generation`: a store that follows the
         registry for other processes' writes need not diff for these (a no-op for the rest)."""
 
+    def close(self) -> None:
+        """Let go of files and connections (a test or a CLI run builds many)."""
+
 
 @runtime_checkable
 class KeywordIndex(Protocol):

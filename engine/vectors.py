@@ -179,6 +179,10 @@ class ChromaVectorStore:
     def settle(self, generation: int) -> None:
         """Nothing to do: every process reads the same Chroma collection, never a copy."""
 
+    def close(self) -> None:
+        # Chroma's client holds its SQLite files and a thread pool until closed.
+        self.client.close()
+
     def drop(self) -> None:
         self.client.delete_collection(self.collection.name)
 

@@ -182,14 +182,9 @@ def permissions_enforced() -> Iterator[None]:
 
 
 def close_index(index: Index) -> None:
-    """Release what an `Index` holds open (registry pool, keyword SQLite, Chroma's system):
-    `Index` has no close of its own, and a suite that leaks them runs out of fds."""
-    index.registry.close()
-    if index.keywords is not None:
-        index.keywords.close()
-    client = getattr(index.vectors, "client", None)
-    if client is not None and hasattr(client, "close"):
-        client.close()
+    """Release what an `Index` holds open (registry pool, keyword SQLite, Chroma's system): a
+    suite that leaks them runs out of fds."""
+    index.close()
 
 
 def assert_discord_cites_meetings_only(final: Any, fake_ollama: Any) -> None:
