@@ -6,11 +6,8 @@ next sync."""
 from __future__ import annotations
 
 import codecs
-import ctypes
 import os
 import random
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -21,6 +18,7 @@ from sync.decode import BINARY, decode_note
 from sync.indexer import Indexer, SyncStats
 from sync.pdf import SkipFile, pdf_title
 from tests.helpers import build
+from tests.helpers import permissions_enforced as _permissions_enforced
 
 KOREAN_BOM = "# 회의록\n\n한국어 노트는 UTF-16으로 저장해도 그대로 읽혀야 합니다.\n"
 KOREAN_BARE = "# 일정\n\n바이트 순서 표시가 없는 UTF-16 노트도 한국어로 읽힙니다.\n"
@@ -125,43 +123,6 @@ def test_a_note_that_grows_past_the_cap_leaves_its_embedders(tmp_path: Path, reg
 
 
 # --------------------------------------------------------------------------- unreadable files
-
-_CAP_DAC_OVERRIDE, _CAP_DAC_READ_SEARCH = 1, 2
-
-
-class _CapHeader(ctypes.Structure):
-    _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
-
-
-class _CapData(ctypes.Structure):
-    _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32),
-                ("inheritable", ctypes.c_uint32)]
-
-
-@contextmanager
-def _permissions_enforced() -> Iterator[None]:
-    """Make chmod 000 stop reads in this thread. Root reads anything through CAP_DAC_OVERRIDE
-    (tests run as root in CI), so both DAC capabilities leave the thread's effective set for
-    the duration (they stay permitted, so they come back after); the sync reads files in the
-    calling thread."""
-    if os.geteuid() != 0:
-        yield
-        return
-    libc = ctypes.CDLL(None, use_errno=True)
-    header = _CapHeader(0x20080522, 0)  # _LINUX_CAPABILITY_VERSION_3
-    data = (_CapData * 2)()
-    if libc.capget(ctypes.byref(header), data) != 0:
-        pytest.skip("running as root and capget failed: chmod 000 cannot make a file unreadable")
-    saved = data[0].effective
-    data[0].effective &= ~((1 << _CAP_DAC_OVERRIDE) | (1 << _CAP_DAC_READ_SEARCH))
-    if libc.capset(ctypes.byref(header), data) != 0:
-        pytest.skip("running as root and capset failed: chmod 000 cannot make a file unreadable")
-    try:
-        yield
-    finally:
-        data[0].effective = saved
-        assert libc.capset(ctypes.byref(header), data) == 0
-
 
 def test_unreadable_note_is_indexed_once_readable(tmp_path: Path, registry_url: str) -> None:
     vault = tmp_path / "vault"
