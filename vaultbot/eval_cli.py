@@ -64,8 +64,10 @@ def add_eval_parser(sub: Any, common: argparse.ArgumentParser) -> argparse.Argum
                         "lexical (the Retriever itself fuses by rank)")
     s.add_argument("--rerank", help="ollama:<model> adds a rerank mode (default: settings)")
     s.add_argument("--answers", type=int, default=20,
-                   help="questions answered through the LLM for answer-level numbers (0: none)")
-    s.add_argument("--no-llm", action="store_true", help="skip the answer-level numbers")
+                   help="questions answered for answer-level numbers (0: none)")
+    s.add_argument("--no-llm", action="store_true",
+                   help="answer-level numbers of the extractive (no-LLM) answer instead of the "
+                        "LLM's: how often it holds a gold answer (datasets with gold answers)")
     s.add_argument("--embed-cache", type=Path,
                    help="vector cache (hashes and vectors only, no text); default: "
                         "<data dir>/eval-embeddings.sqlite3")
@@ -184,6 +186,10 @@ def run(app: App, args: argparse.Namespace) -> dict[str, Any]:
                                                                  n=args.answers, seed=args.seed)
                         else:
                             res["answers"] = answers_note
+                        if (args.no_llm and args.answers > 0
+                                and any(q.answers for q in d.queries)):
+                            res["extractive"] = ev.evaluate_extractive(
+                                built, d, n=args.answers, seed=args.seed)
                         out["datasets"][d.name] = res
                 finally:
                     built.index.registry.close()
@@ -230,6 +236,8 @@ def format_report(out: dict[str, Any]) -> str:
             lines.append(f"answers: {a}")
         else:
             lines.append("answers: " + ", ".join(f"{k} {v}" for k, v in a.items()))
+        if "extractive" in res:  # the no-LLM answer (--no-llm)
+            lines.append("extractive: " + ", ".join(f"{k} {v}" for k, v in res["extractive"].items()))
     return "\n".join(lines)
 
 

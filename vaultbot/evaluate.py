@@ -54,6 +54,7 @@ from engine.index import Index
 from engine.lexical import LexicalIndex
 from engine.models import Hit, Scope
 from engine.retrieve import RetrievalConfig, Retriever, normalize_query
+from engine.versions import EVAL_CACHE_VERSION
 
 Qrels = dict[str, dict[str, int]]
 Run = dict[str, list[str]]
@@ -338,6 +339,12 @@ class CachedEmbedder:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("CREATE TABLE IF NOT EXISTS vectors(model TEXT, kind TEXT, hash TEXT, "
                          "vector BLOB, PRIMARY KEY(model, kind, hash))")
+        # 0: written before the version was stored, the same layout as 1. Another version's
+        # vectors are dropped: it is only a cache.
+        if self._db.execute("PRAGMA user_version").fetchone()[0] not in (0, EVAL_CACHE_VERSION):
+            with self._db:
+                self._db.execute("DELETE FROM vectors")
+        self._db.execute(f"PRAGMA user_version = {EVAL_CACHE_VERSION}")
         self._lock = threading.Lock()
         self.embedded = 0  # texts the inner embedder was asked for
 
@@ -660,3 +667,34 @@ def evaluate_answers(
     if firsts:
         out["first_token_ms_p50"] = round(percentile(firsts, 50), 1)
     return out
+
+
+def _first_line(text: str) -> str:
+    return next((line for line in text.splitlines() if line.strip()), "")
+
+
+def evaluate_extractive(
+    ev: EvalIndex, dataset: Dataset, *, n: int = 20, seed: int = 13, k: int = 6,
+) -> dict[str, Any]:
+    """The no-LLM answer (engine/extractive.py) over a seeded sample of n queries with gold
+    answers, through the real Asker: extractive_contains is the share whose answer holds a gold
+    answer string (case and whitespace ignored), extractive_first_sentence the share whose
+    first quoted sentence does (what a reader sees first)."""
+    from engine.answer import Asker
+
+    queries = [q for q in sample_queries(dataset, n, seed).queries if q.answers]
+    asker = Asker(Retriever(ev.index), None, k=k)
+    t0 = time.perf_counter()
+    answers = asyncio.run(_answers(asker, queries))
+    seconds = time.perf_counter() - t0
+    contains = first = 0
+    for q, a in zip(queries, answers, strict=True):
+        gold = [_norm(g) for g in q.answers]
+        contains += any(g in _norm(a.text) for g in gold)
+        first += any(g in _norm(_first_line(a.text)) for g in gold)
+    return {
+        "answers": len(answers),
+        "extractive_contains": round(contains / max(1, len(answers)), 4),
+        "extractive_first_sentence": round(first / max(1, len(answers)), 4),
+        "seconds": round(seconds, 1),
+    }
