@@ -13,6 +13,8 @@ Example (docs/configuration.md describes every key):
         C0123456:            # this channel sees Work/ only
           folders: [Work]
           users: [U111, U222]   # and only these people may ask there
+          respond_to: mentions  # only @mentions; `thread` (default): every message in a
+                                # thread the bot answered in
       users:
         U999: {allow: false}
         U111: {folders: [Work/Team]}   # narrows whatever the channel shows U111
@@ -21,6 +23,8 @@ Example (docs/configuration.md describes every key):
         "112233": {folders: [Work]}
       channels:
         "445566": {folders: [Work/Team], tags: [public]}
+    mcp: {folders: [Work]}   # AI clients over MCP (`vaultbot mcp`, /mcp); absent: `default`
+    openai: {allow: false}   # /v1 (OpenAI-compatible); private notes never, on either
 """
 
 from __future__ import annotations
@@ -33,6 +37,11 @@ import yaml
 
 from engine.models import Scope
 
+PLACES = ("mcp", "openai")  # front ends that are one place each (docs/clients.md)
+
+
+RESPOND_TO = ("mentions", "thread")  # a channel's `respond_to:` (docs/configuration.md)
+
 
 class AccessDenied(Exception):
     """This person may not ask here; the message is safe to show them."""
@@ -44,6 +53,7 @@ class Rule:
     tags: tuple[str, ...] = ()
     users: tuple[str, ...] = ()  # empty: anyone
     allow: bool = True
+    respond_to: str | None = None  # "mentions" | "thread"; None: the default rule's, else thread
 
     @classmethod
     def parse(cls, data: Any, where: str) -> Rule:
@@ -51,14 +61,18 @@ class Rule:
             return cls()
         if not isinstance(data, dict):
             raise ValueError(f"access file: {where} must be a mapping")
-        unknown = set(data) - {"folders", "tags", "users", "allow"}
+        unknown = set(data) - {"folders", "tags", "users", "allow", "respond_to"}
         if unknown:
             raise ValueError(f"access file: {where} has unknown keys {sorted(unknown)}")
+        respond_to = data.get("respond_to")
+        if respond_to not in (None, *RESPOND_TO):
+            raise ValueError(f"access file: {where}.respond_to must be one of {list(RESPOND_TO)}")
         return cls(
             folders=_strs(data.get("folders"), f"{where}.folders"),
             tags=_strs(data.get("tags"), f"{where}.tags"),
             users=_strs(data.get("users"), f"{where}.users"),
             allow=bool(data.get("allow", True)),
+            respond_to=respond_to,
         )
 
 
@@ -102,6 +116,11 @@ class Access:
                 for key, rule in (section.get(kind) or {}).items():
                     name = f"{platform}:{kind[:-1]}:{key}"
                     rules[name] = Rule.parse(rule, name)
+        for place in PLACES:  # no users there (a bearer token is no person), no private notes
+            if data.get(place) is not None:
+                rules[place] = Rule.parse(data[place], place)
+                if rules[place].users:
+                    raise ValueError(f"access file: {place} has no users to match; remove users")
         return cls(
             private_folders=_strs(private.get("folders"), "private.folders"),
             private_tags=_strs(private.get("tags"), "private.tags"),
@@ -133,6 +152,21 @@ class Access:
                 raise AccessDenied("None of the notes you may see are shown here.")
             scope = narrowed
         return scope
+
+    def place_scope(self, place: str) -> Scope:
+        """The scope of a front end with no channels or users (`mcp`, `openai`): its rule, else
+        `default`; never private notes. AccessDenied when the rule says `allow: false`."""
+        rule = self.rules.get(place, self.default) if place in PLACES else Rule(allow=False)
+        if not rule.allow:
+            raise AccessDenied(f"the access file does not let {place} clients ask vaultbot.")
+        return replace(self.base_scope(), folders=rule.folders, tags=rule.tags)
+
+    def respond_to(self, platform: str, channel: str | None) -> str:
+        """What the bot answers in `channel`'s threads: "mentions" (only @mentions) or
+        "thread" (every message in a thread it answered in): the channel's rule, else
+        `default`'s, else "thread"."""
+        rule = self.rules.get(f"{platform}:channel:{channel}") if channel else None
+        return (rule and rule.respond_to) or self.default.respond_to or "thread"
 
     def base_scope(self) -> Scope:
         """What anything outside the bots (the HTTP API) may see at most: no private notes."""

@@ -22,7 +22,7 @@ from collections.abc import Awaitable, Callable, Coroutine, Hashable, Iterator, 
 from typing import Any, Protocol
 
 from bot.access import Access
-from engine.answer import Answer, Asker, AskOptions, Done, Queued, Token
+from engine.answer import Answer, Asker, AskOptions, Done, Queued, Quick, Token
 from engine.models import Scope, Turn
 from engine.querylog import QueryLog
 
@@ -30,10 +30,20 @@ log = logging.getLogger(__name__)
 
 DEFAULT_MAX_TURNS = 10  # VAULTBOT_MAX_TURNS' default (vaultbot/settings.py)
 DRAIN_TIMEOUT = 30.0  # seconds answers in progress get on shutdown
+# The quick answer (the notes quoted) is shown when no token came this long after it: a model
+# that answers at once is not preceded by a flash of quoted text (nor an extra edit).
+QUICK_AFTER = 0.6
 
 # The error texts people see (never the exception's message: it may quote a note).
 SORRY = "Sorry, something went wrong while answering. The error was logged; please try again."
 RESTARTING = "vaultbot is restarting; please ask again in a minute."
+QUICK_LABEL = "_Quoted from the notes while the answer is being written:_"
+
+
+def quick_preview(text: str) -> str:
+    """The engine's `Quick` answer as shown until the first token replaces it: labelled, so
+    nobody takes quoted sentences for the written answer."""
+    return f"{QUICK_LABEL}\n\n{text.strip()}"
 
 
 def went_wrong(exc: BaseException) -> str:
@@ -49,7 +59,9 @@ class ReplyTarget(Protocol):
     """The platform's message(s) for one answer."""
 
     async def show(self, text: str) -> None:
-        """The answer so far (called by the live edit, at most once per interval)."""
+        """The answer so far (called by the live edit, at most once per interval). The first
+        may be the notes quoted (`quick_preview`), which the next one replaces: it is not
+        always an extension of the text shown before."""
 
     async def wait(self, message: str) -> None:
         """Before the first token: the question waits for the model ("waiting: 1 question
@@ -88,11 +100,15 @@ class LiveEdit:
         self._text = ""
         self._dirty = asyncio.Event()
         self._stop = asyncio.Event()
+        self._early = asyncio.Event()
         self._task = asyncio.create_task(self._run(first_after))
 
-    def update(self, text: str) -> None:
+    def update(self, text: str, *, at_once: bool = False) -> None:
+        """`at_once`: show it without waiting for `first_after` (the quick answer)."""
         self._text = text
         self._dirty.set()
+        if at_once:
+            self._early.set()
 
     def touch(self) -> None:
         self._dirty.set()
@@ -103,7 +119,8 @@ class LiveEdit:
 
     async def _run(self, first_after: float) -> None:
         if first_after > 0:
-            await self._pause(first_after)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._early.wait(), first_after)
         while not self._stop.is_set():
             await self._dirty.wait()
             if self._stop.is_set():
@@ -119,6 +136,7 @@ class LiveEdit:
         """Stops editing; an edit in flight finishes first, so it cannot land after the final."""
         self._stop.set()
         self._dirty.set()
+        self._early.set()
         await self._task
 
     def cancel(self) -> None:
@@ -139,6 +157,7 @@ class Conversation:
         max_turns: int = DEFAULT_MAX_TURNS,
         edit_interval: float = 1.0,
         first_edit_after: float = 0.0,
+        quick_after: float = QUICK_AFTER,
         mask: bool = True,
         on_answer: Callable[[Answer, str], None] | None = None,
         error_text: Callable[[BaseException], str] = went_wrong,
@@ -150,6 +169,7 @@ class Conversation:
         self.max_turns = max_turns
         self.edit_interval = edit_interval
         self.first_edit_after = first_edit_after
+        self.quick_after = quick_after
         self.mask = mask  # VAULTBOT_MASK: secrets and personal data leave as "(masked)"
         self.on_answer = on_answer
         self.error_text = error_text
@@ -171,6 +191,12 @@ class Conversation:
         text = ""
         answer: Answer | None = None
         live = LiveEdit(target.show, self.edit_interval, first_after=self.first_edit_after)
+        quick: asyncio.Task[None] | None = None
+
+        async def show_quick(preview: str) -> None:
+            await asyncio.sleep(self.quick_after)
+            if not text:  # still no token: the notes quoted, replaced by the first tokens
+                live.update(preview, at_once=True)
         try:
             turns = await history() if callable(history) else history
             options = AskOptions(scope=scope, history=self.recent(turns),
@@ -179,6 +205,8 @@ class Conversation:
                 if isinstance(event, Token):
                     text += event.text
                     live.update(text)
+                elif isinstance(event, Quick) and not text:
+                    quick = asyncio.create_task(show_quick(quick_preview(event.text)))
                 elif isinstance(event, Queued) and not text:
                     await target.wait(event.message)
                     live.touch()
@@ -202,6 +230,8 @@ class Conversation:
             return None
         finally:
             live.cancel()  # a no-op once closed; stops the edits when this task is cancelled
+            if quick is not None:
+                quick.cancel()
         if self.on_answer is not None:
             try:
                 self.on_answer(answer, self.front_end)
@@ -210,12 +240,14 @@ class Conversation:
         return answer
 
 
-async def record_feedback(querylog: QueryLog | None, query_id: int | None, value: int) -> bool:
-    """Store a 👍/👎 vote on a logged answer; False when it could not be (no log, gone)."""
+async def record_feedback(querylog: QueryLog | None, query_id: int | None, value: int,
+                          note: str | None = None) -> bool:
+    """Store a 👍/👎 vote on a logged answer (`note`: the reason given, if any); False when it
+    could not be (no log, gone)."""
     if query_id is None or querylog is None:
         return False
     try:
-        return bool(await asyncio.to_thread(querylog.feedback, query_id, value))
+        return bool(await asyncio.to_thread(querylog.feedback, query_id, value, note))
     except Exception:
         log.exception("storing feedback failed")
         return False

@@ -1,4 +1,8 @@
-"""The Discord front end: `/ask question [private]`. It is an adapter on the conversation spine
+"""The Discord front end: `/ask question [private]`, `/search query [private]`, @mentions (in a
+channel: the answer goes to a thread opened on the question; in a DM: a reply), the message
+command "Ask vaultbot", and 👍/👎 under each answer (bot/discord_feedback.py; a 👎 asks for a
+reason). Command names and descriptions are localised (Korean: `TRANSLATIONS`). It is an
+adapter on the conversation spine
 (bot/conversation.py, which answers the turn): interactions and thread messages in, embeds out
 (bot/render_discord.py), `_InteractionTarget`/`_ReplyTarget` as the spine's reply targets.
 
@@ -15,9 +19,10 @@ Who may ask and what they see comes from `Access.scope_for("discord", ...)`; a t
 its parent channel, so a channel's rule also covers its threads. Answers never ping anyone
 (allowed mentions: none), whatever the notes contain.
 
-Discord needs: scopes `bot applications.commands`; intents: guilds, guild messages and the
-privileged message content intent (for follow-ups in threads; enable it under Bot in the
-developer portal, or pass follow_ups=False); permissions: View Channels, Send Messages, Send
+Discord needs: scopes `bot applications.commands`; intents: guilds, guild messages, direct
+messages and the privileged message content intent (for follow-ups in threads without a
+mention; enable it under Bot in the developer portal, or pass follow_ups=False: mentions and
+DMs carry their content without it); a DM follows the access file's default and user rules; permissions: View Channels, Send Messages, Send
 Messages in Threads, Create Public Threads, Embed Links, Read Message History (309237730304,
 see `invite_url`)."""
 
@@ -27,6 +32,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import re
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -38,6 +44,7 @@ from discord import app_commands
 from discord.gateway import DiscordWebSocket
 from discord.http import Route
 
+from bot import discord_feedback
 from bot.access import Access, AccessDenied
 from bot.conversation import (
     DEFAULT_MAX_TURNS,
@@ -50,7 +57,13 @@ from bot.conversation import (
     recent,
     sorry,
 )
-from bot.render_discord import CURSOR, answer_messages, answer_of_embeds, stream_preview
+from bot.render_discord import (
+    CURSOR,
+    answer_messages,
+    answer_of_embeds,
+    search_embed,
+    stream_preview,
+)
 from engine.answer import Answer, Asker
 from engine.citations import cited_paths
 from engine.models import Turn
@@ -63,6 +76,44 @@ MAX_THREADS = 1000  # conversations kept in memory; older ones are read back fro
 HISTORY_MESSAGES = 100  # how far back a thread is read after a restart
 
 EMPTY_QUESTION = "Ask a question, e.g. `/ask question: When is the launch?`"
+EMPTY_MENTION = "Ask me a question after the mention, e.g. `@vaultbot When is the launch?`"
+NO_TEXT = "That message has no text to ask about."
+SEARCH_K = 24  # passages searched; /search lists the notes they come from
+# The application commands. Each is registered only when listed in `commands` (serve: all).
+COMMANDS = ("ask", "search", "Ask vaultbot")
+
+# Localised command names and descriptions, by Discord locale and English text. Names follow
+# Discord's rules (chat input: lowercase, no spaces; the message command: free text).
+TRANSLATIONS: dict[discord.Locale, dict[str, str]] = {
+    discord.Locale.korean: {
+        "ask": "질문하기",
+        "Ask a question about the notes": "노트에 대해 질문합니다",
+        "question": "질문",
+        "What do you want to know?": "무엇이 궁금한가요?",
+        "private": "비공개",
+        "Only you see the answer (and no thread is opened)": "나만 보는 답변 (스레드를 열지 않음)",
+        "search": "검색",
+        "Find the notes about something": "관련 노트를 찾습니다",
+        "query": "검색어",
+        "What to look for": "찾을 내용",
+        "Only you see the results": "나만 보는 검색 결과",
+        "Ask vaultbot": "vaultbot에게 묻기",
+    },
+}
+
+
+class Translations(app_commands.Translator):
+    """`TRANSLATIONS` for the command tree: sent as name_localizations and
+    description_localizations when the commands are registered."""
+
+    async def translate(self, string: app_commands.locale_str, locale: discord.Locale,
+                        context: app_commands.TranslationContextTypes) -> str | None:
+        return TRANSLATIONS.get(locale, {}).get(string.message)
+
+
+def strip_mention(content: str, user_id: int) -> str:
+    """The question without the bot's mention (`<@id>` or the older `<@!id>`)."""
+    return re.sub(rf"<@!?{user_id}>", " ", content).strip()
 THREAD_TYPES = frozenset({discord.ChannelType.public_thread, discord.ChannelType.private_thread,
                           discord.ChannelType.news_thread})
 THREAD_PARENTS = frozenset({discord.ChannelType.text, discord.ChannelType.news})
@@ -150,25 +201,37 @@ class _InteractionTarget(_Target):
 
     async def finish(self, answer: Answer) -> None:
         first, *rest = answer_messages(answer, self.title)
-        self.message = await self.interaction.edit_original_response(content=None, embeds=_embeds(first))
-        for embeds in rest:
+        votes = _votes(answer)  # under the last message of the answer
+        self.message = await self.interaction.edit_original_response(
+            content=None, embeds=_embeds(first), **(votes if not rest else {}))
+        for i, embeds in enumerate(rest, start=1):
             await self.interaction.followup.send(embeds=_embeds(embeds), ephemeral=self.ephemeral,
-                                                 wait=True)
+                                                 wait=True, **(votes if i == len(rest) else {}))
 
     async def fail(self, text: str) -> None:
         await self.interaction.edit_original_response(content=text, embeds=[])
 
 
 class _ReplyTarget(_Target):
-    """A reply to a message in a thread: a placeholder, edited while streaming."""
+    """A reply to a message: a placeholder, edited while streaming. With `thread` (an answer to
+    a mention, in the thread opened on it) the placeholder is the thread's message instead,
+    and `title` (the question) heads the answer, so the thread can be read back."""
 
-    def __init__(self, question: discord.Message) -> None:
+    def __init__(self, question: discord.Message, *, thread: discord.Thread | None = None,
+                 title: str | None = None) -> None:
         super().__init__()
         self.question = question
+        self.thread = thread
+        self.title = title
         self.placeholder: discord.Message | None = None
 
+    async def _say(self, content: str) -> discord.Message:
+        if self.thread is not None:
+            return await self.thread.send(content)
+        return await self.question.reply(content, mention_author=False)
+
     async def start(self) -> None:
-        self.placeholder = await self.question.reply(CURSOR.strip(), mention_author=False)
+        self.placeholder = await self._say(CURSOR.strip())
 
     async def _edit(self, content: str) -> None:
         assert self.placeholder is not None
@@ -176,16 +239,23 @@ class _ReplyTarget(_Target):
 
     async def finish(self, answer: Answer) -> None:
         assert self.placeholder is not None
-        first, *rest = answer_messages(answer, None)
-        await self.placeholder.edit(content=None, embeds=_embeds(first))
-        for embeds in rest:
-            await self.question.channel.send(embeds=_embeds(embeds))
+        first, *rest = answer_messages(answer, self.title)
+        votes = _votes(answer)
+        await self.placeholder.edit(content=None, embeds=_embeds(first), **(votes if not rest else {}))
+        channel = self.thread or self.question.channel
+        for i, embeds in enumerate(rest, start=1):
+            await channel.send(embeds=_embeds(embeds), **(votes if i == len(rest) else {}))
 
     async def fail(self, text: str) -> None:
         if self.placeholder is None:
-            await self.question.reply(text, mention_author=False)
+            await self._say(text)
         else:
             await self.placeholder.edit(content=text, embeds=[])
+
+
+def _votes(answer: Answer) -> dict[str, Any]:
+    """The 👍/👎 buttons as message keyword arguments (none when the answer is not logged)."""
+    return {} if answer.query_id is None else {"view": discord_feedback.vote_view(answer.query_id)}
 
 
 @dataclass
@@ -200,13 +270,15 @@ class _Conversation:
 
 class VaultbotDiscord(discord.Client):
     """The bot. `follow_ups=False` drops the message content intent (privileged) and with it
-    answering plain messages in threads; `/ask` keeps working."""
+    answering plain messages in threads; `/ask`, mentions and DMs keep working (Discord sends
+    the content of those without the intent). `commands`: the application commands to
+    register (`COMMANDS`; by default `/ask` only)."""
 
     def __init__(self, asker: Asker, access: Access | None = None, *, guild_id: int | None = None,
                  edit_interval: float = 1.0, follow_ups: bool = True, mask: bool = True,
                  max_turns: int = DEFAULT_MAX_TURNS,
                  on_answer: Callable[[Answer, str], None] | None = None,
-                 **options: Any) -> None:
+                 commands: Sequence[str] = ("ask",), **options: Any) -> None:
         intents = discord.Intents.default()  # guilds + guild messages: channels, threads, events
         intents.message_content = follow_ups
         options.setdefault("allowed_mentions", discord.AllowedMentions.none())
@@ -231,12 +303,30 @@ class VaultbotDiscord(discord.Client):
                       private: bool = False) -> None:
             await self.handle_ask(interaction, question, private)
 
-        self.tree.add_command(ask)
+        @app_commands.command(name="search", description="Find the notes about something")
+        @app_commands.describe(query="What to look for", private="Only you see the results")
+        async def search(interaction: discord.Interaction, query: app_commands.Range[str, 1, 500],
+                         private: bool = False) -> None:
+            await self.handle_search(interaction, query, private)
+
+        @app_commands.context_menu(name="Ask vaultbot")
+        async def ask_about(interaction: discord.Interaction, message: discord.Message) -> None:
+            if not message.content.strip():
+                await interaction.response.send_message(NO_TEXT, ephemeral=True)
+                return
+            await self.handle_ask(interaction, message.content, False)
+
+        defined: list[app_commands.Command[Any, Any, None] | app_commands.ContextMenu] = [
+            ask, search, ask_about]
+        for command in defined:
+            if command.name in commands:
+                self.tree.add_command(command)
         self.tree.on_error = self._on_tree_error  # type: ignore[method-assign]
 
     # ------------------------------------------------------------------ setup
 
     async def setup_hook(self) -> None:
+        await self.tree.set_translator(Translations())
         try:
             if self.guild_id:  # development: guild commands appear at once
                 guild = discord.Object(id=self.guild_id)
@@ -326,22 +416,68 @@ class VaultbotDiscord(discord.Client):
         conv = self._conversation(opened.id, channel.id, interaction.guild_id)
         conv.turns = [_turn(question, answer)]
 
-    # ------------------------------------------------------------------ thread follow-ups
+    # ------------------------------------------------------------------ /search
+
+    async def handle_search(self, interaction: discord.Interaction, query: str,
+                            private: bool) -> None:
+        if self.inflight.draining:
+            await interaction.response.send_message(RESTARTING, ephemeral=True)
+            return
+        channel = interaction.channel
+        place = channel.parent_id if isinstance(channel, discord.Thread) else interaction.channel_id
+        try:
+            scope = self.conversation.scope(
+                user=str(interaction.user.id), channel=str(place) if place else None,
+                guild=str(interaction.guild_id) if interaction.guild_id else None)
+        except AccessDenied as exc:
+            await interaction.response.send_message(str(exc), ephemeral=True)
+            return
+        await interaction.response.defer(ephemeral=private, thinking=True)
+        with self.inflight.track():
+            try:
+                found = await self.conversation.asker.find(query.strip(), scope, k=SEARCH_K,
+                                                           mask=self.conversation.mask)
+                embed = discord.Embed.from_dict(search_embed(query, found))
+                await interaction.edit_original_response(embeds=[embed])
+            except Exception:
+                log.exception("/search failed")
+                with contextlib.suppress(discord.HTTPException):
+                    await interaction.edit_original_response(content=SORRY, embeds=[])
+
+    # ------------------------------------------------------------------ feedback
+
+    async def on_interaction(self, interaction: discord.Interaction) -> None:
+        """👍/👎 and their reasons (buttons and selects on answers, bot/discord_feedback.py)."""
+        try:
+            await discord_feedback.handle(interaction, self.conversation.asker.querylog)
+        except discord.HTTPException as exc:
+            log.warning("answering a feedback interaction failed (HTTP %s)", exc.status)
+
+    # ------------------------------------------------------------------ messages
 
     async def on_message(self, message: discord.Message) -> None:
-        if (not self.follow_ups or self.user is None or message.author.bot
-                or message.webhook_id is not None or message.type not in QUESTION_TYPES):
-            return
-        question = message.content.strip()
-        if not question:
+        """Mentions, DMs and messages in vaultbot's threads (follow-ups)."""
+        if (self.user is None or message.author.bot or message.webhook_id is not None
+                or message.type not in QUESTION_TYPES):
             return
         channel = message.channel
+        question = strip_mention(message.content, self.user.id)
+        mentioned = any(u.id == self.user.id for u in message.mentions)
         conv = self._conversations.get(channel.id)
-        if conv is None:
-            thread = await self._our_thread(channel)
-            if thread is None:
+        if conv is None and message.guild is None:  # a DM: the DM is the conversation
+            if not question:
                 return
-            conv = self._conversation(thread.id, thread.parent_id, thread.guild.id)
+            conv = self._conversation(channel.id, None, None)
+        if conv is None and (self.follow_ups or mentioned):
+            thread = await self._our_thread(channel)
+            if thread is not None:
+                conv = self._conversation(thread.id, thread.parent_id, thread.guild.id)
+        if conv is None:
+            if mentioned:
+                await self._on_mention(message, question)
+            return
+        if not question:
+            return
         self._conversations.move_to_end(channel.id)
         if self.inflight.draining:
             with contextlib.suppress(discord.HTTPException):
@@ -353,6 +489,53 @@ class VaultbotDiscord(discord.Client):
                     await self._follow_up(message, question, channel.id, conv)
             except Exception:
                 log.exception("answering a follow-up in thread %s failed", channel.id)
+
+    async def _on_mention(self, message: discord.Message, question: str) -> None:
+        """A mention outside vaultbot's threads: a thread opens on the question and the answer
+        goes there (a channel that cannot hold threads gets a reply)."""
+        if self.inflight.draining:
+            with contextlib.suppress(discord.HTTPException):
+                await message.reply(RESTARTING, mention_author=False)
+            return
+        with self.inflight.track():
+            try:
+                await self._mention(message, question)
+            except Exception:
+                log.exception("answering a mention in channel %s failed", message.channel.id)
+
+    async def _mention(self, message: discord.Message, question: str) -> None:
+        channel = message.channel
+        parent = channel.parent_id if isinstance(channel, discord.Thread) else channel.id
+        guild = message.guild.id if message.guild is not None else None
+        try:
+            scope = self.conversation.scope(user=str(message.author.id), channel=str(parent),
+                                            guild=str(guild) if guild else None)
+        except AccessDenied as exc:
+            await message.reply(str(exc), mention_author=False)
+            return
+        if not question:
+            await message.reply(EMPTY_MENTION, mention_author=False)
+            return
+        thread: discord.Thread | None = None
+        if channel.type in THREAD_PARENTS:
+            try:
+                thread = await message.create_thread(name=thread_name(question))
+            except discord.HTTPException as exc:
+                log.warning("could not open a thread on a mention (HTTP %s, code %s): does the "
+                            "bot have the Create Public Threads permission?", exc.status, exc.code)
+        if thread is None:  # answered in place, a one-off
+            target = _ReplyTarget(message)
+            await target.start()
+            await self.conversation.answer(question, target, scope=scope)
+            return
+        conv = self._conversation(thread.id, parent, guild)
+        conv.turns = []
+        async with conv.lock:  # a follow-up written meanwhile waits for this answer
+            target = _ReplyTarget(message, thread=thread, title=question)
+            await target.start()
+            answer = await self.conversation.answer(question, target, scope=scope)
+            if answer is not None:
+                conv.turns = [_turn(question, answer)]
 
     async def _follow_up(self, message: discord.Message, question: str, thread_id: int,
                          conv: _Conversation) -> None:

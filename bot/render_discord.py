@@ -175,10 +175,14 @@ def _colour(answer: Answer) -> int:
 
 def source_field(c: Citation) -> dict[str, Any]:
     name = truncate(f"[{c.n}] {escape_markdown(c.label)}", FIELD_NAME_LIMIT)
-    if c.url and c.url.startswith(("http://", "https://")):
-        value = f"[{escape_markdown(c.path)}]({c.url})"
+    url = c.page_url or c.url  # the note page first (VAULTBOT_PUBLIC_URL or serve's address)
+    if url and url.startswith(("http://", "https://")):
+        value = f"[{escape_markdown(c.path)}]({url})"
         if len(value) > FIELD_VALUE_LIMIT:  # a very long URL: show it bare (Discord links it)
-            value = truncate(c.url, FIELD_VALUE_LIMIT)
+            value = truncate(url, FIELD_VALUE_LIMIT)
+        uri = _code(c.uri)  # "Open in Obsidian": not clickable on Discord, copyable
+        if c.page_url and c.uri and len(value) + 1 + len(uri) <= FIELD_VALUE_LIMIT:
+            value += "\n" + uri
     else:
         value = truncate(_code(c.path), FIELD_VALUE_LIMIT)
         uri = _code(c.uri)
@@ -294,3 +298,33 @@ def answer_of_embeds(embeds: list[Embed]) -> tuple[str | None, str]:
     paragraphs = "\n\n".join(texts).split("\n\n")
     kept = [p for p in paragraphs if not p.startswith(("> ℹ️", "> ⚠️"))]
     return question, "\n\n".join(kept).strip()
+
+
+# ------------------------------------------------------------------------- /search
+
+SEARCH_NOTES = 8  # notes listed by /search
+_SNIPPET = 200
+
+
+def search_embed(query: str, citations: Iterable[Citation]) -> Embed:
+    """`/search`: the top notes (one field per note, its best passage first), with links; an
+    empty result says so."""
+    fields: list[dict[str, Any]] = []
+    seen: set[str] = set()
+    for c in citations:
+        if c.path in seen:
+            continue
+        seen.add(c.path)
+        link = source_field(c)["value"]
+        snippet = truncate(" ".join(c.snippet.split()), _SNIPPET)
+        value = truncate(f"{link}\n{escape_markdown(snippet)}" if snippet else link,
+                         FIELD_VALUE_LIMIT)
+        name = truncate(f"{len(fields) + 1}. {escape_markdown(c.label)}", FIELD_NAME_LIMIT)
+        fields.append({"name": name, "value": value, "inline": False})
+        if len(fields) == SEARCH_NOTES:
+            break
+    embed: Embed = {"title": truncate(f"Notes for: {' '.join(query.split())}", TITLE_LIMIT),
+                    "color": COLOUR_OK, "fields": fields}
+    if not fields:
+        embed["description"] = "No notes match this search."
+    return embed

@@ -220,11 +220,15 @@ def block_chars(block: dict[str, Any]) -> int:
 def source_lines(citations: list[Citation]) -> list[str]:
     """One line per cited note section, `[1][3] <link|Title › Heading>`; citations of the same
     place share a line."""
-    lines: dict[tuple[str, str], list[int]] = {}
+    lines: dict[tuple[str, str, str], list[int]] = {}
     for c in sorted(citations, key=lambda c: c.n):
-        lines.setdefault((c.link, c.label), []).append(c.n)
+        # With a note page the obsidian:// link follows it: teammates open the page, the owner
+        # the app, and a thread's history reads its sources back from it (cited_paths).
+        also = c.uri if c.page_url and c.uri else ""
+        lines.setdefault((c.link, c.label, also), []).append(c.n)
     return ["".join(f"[{n}]" for n in ns) + " " + link(url, label)
-            for (url, label), ns in lines.items()]
+            + (" · " + link(also, "Open in Obsidian") if also else "")
+            for (url, label, also), ns in lines.items()]
 
 
 def context_text(answer: Answer) -> str:

@@ -52,6 +52,16 @@ class QueryLog:
             r = conn.execute(select(t.query_log).where(t.query_log.c.id == query_id)).first()
         return dict(r._mapping) if r else None
 
+    def disliked(self, limit: int = 10) -> list[dict[str, Any]]:
+        """The latest 👎, newest first: when, where, the question, its sources and the reason
+        given (`vaultbot stats`), so the owner can fix the notes behind them."""
+        q = (select(t.query_log.c.id, t.query_log.c.at, t.query_log.c.channel,
+                    t.query_log.c.question, t.query_log.c.sources, t.query_log.c.feedback_note)
+             .where(t.query_log.c.feedback == -1)
+             .order_by(t.query_log.c.at.desc(), t.query_log.c.id.desc()).limit(limit))
+        with self.registry.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(q)]
+
     def summary(self, since: float | None = None) -> dict[str, Any]:
         q = select(t.query_log)
         if since is not None:

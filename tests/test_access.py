@@ -112,3 +112,60 @@ def test_the_api_base_scope_hides_private_folders_and_tags(access: Access) -> No
     assert not base.allows("HR/pay.md", [], False)
     assert not base.allows("Notes/x.md", ["secret/deep"], False)
     assert base.allows("Notes/x.md", ["public"], False) and not base.allows("Notes/x.md", [], True)
+
+
+def test_mcp_and_openai_places_default_to_the_default_rule() -> None:
+    access = Access.from_dict({"private": {"folders": ["HR"]}, "default": {"folders": ["Work"]}})
+    for place in ("mcp", "openai"):
+        scope = access.place_scope(place)
+        assert scope.folders == ("Work",) and scope.exclude_folders == ("HR",)
+        assert not scope.include_private and not scope.allows("Work/x.md", [], True)
+
+
+def test_mcp_and_openai_places_narrow_refuse_and_never_show_private_notes() -> None:
+    access = Access.from_dict({
+        "private": {"tags": ["secret"]},
+        "mcp": {"folders": ["Work"], "tags": ["shared"]},
+        "openai": {"allow": False},
+    })
+    mcp = access.place_scope("mcp")
+    assert mcp.folders == ("Work",) and mcp.tags == ("shared",)
+    assert mcp.allows("Work/a.md", ["shared"], False)
+    assert not mcp.allows("Work/a.md", ["shared", "secret"], False)
+    assert not mcp.allows("Work/a.md", ["shared"], True)  # private: true
+    with pytest.raises(AccessDenied, match="openai"):
+        access.place_scope("openai")
+    with pytest.raises(AccessDenied):  # not a place: fail closed
+        access.place_scope("teams")
+    # A place has no people to match, and no key shows private notes: both are errors.
+    for bad in ({"mcp": {"users": ["U1"]}}, {"openai": {"private": True}},
+                {"mcp": {"include_private": True}}):
+        with pytest.raises(ValueError, match="access file"):
+            Access.from_dict(bad)
+
+
+def test_access_file_follows_its_file_and_keeps_the_rules_when_it_breaks(tmp_path: Path) -> None:
+    import os
+
+    from bot.access_file import AccessFile
+
+    path = tmp_path / "access.yaml"
+    path.write_text("slack:\n  channels:\n    C1: {folders: [Work]}\n")
+    access = AccessFile(path)
+    assert access.scope_for("slack", user="U1", channel="C1").folders == ("Work",)
+
+    def rewrite(text: str) -> None:
+        mtime = path.stat().st_mtime_ns + 1_000_000_000
+        path.write_text(text)
+        os.utime(path, ns=(mtime, mtime))
+
+    rewrite("slack:\n  channels:\n    C1: {allow: false, respond_to: mentions}\n")
+    with pytest.raises(AccessDenied):
+        access.scope_for("slack", user="U1", channel="C1")
+    assert access.respond_to("slack", "C1") == "mentions"
+    for broken in ("slack: [\n", "slack:\n  channels:\n    C1: {respond_to: always}\n"):
+        rewrite(broken)  # does not load: the rules in force stay
+        with pytest.raises(AccessDenied):
+            access.scope_for("slack", user="U1", channel="C1")
+    path.unlink()  # gone: the same
+    assert access.respond_to("slack", "C1") == "mentions"

@@ -218,3 +218,17 @@ def test_answer_read_back_from_embeds() -> None:
     question, text = answer_of_embeds(answer_embeds(long))
     assert question is None and words(text) == words(long.text)
     assert not re.search(r"\[\d+\] Vaultbot", text)  # the source fields are not answer text
+
+
+def test_note_page_link_is_the_masked_link_with_obsidian_uri_below() -> None:
+    """With a note page (VAULTBOT_PUBLIC_URL set), Discord links the page, which it can make
+    clickable, and keeps the obsidian:// URI under it for the owner and for read-back."""
+    from dataclasses import replace
+
+    from engine.citations import cited_paths
+
+    page = "https://vault.example.ts.net/n/eyJ2IjoxfQ.sig#cited"
+    field = source_field(replace(cite(1), page_url=page))
+    assert field["value"] == (f"[Projects/Vaultbot launch.md]({page})\n"
+                              "`obsidian://open?vault=vault&file=Projects%2FVaultbot%20launch`")
+    assert cited_paths(field["value"]) == ("Projects/Vaultbot launch.md",)

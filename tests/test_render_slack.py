@@ -160,3 +160,21 @@ def test_progress_text_keeps_head_and_tail() -> None:
     assert short == "Hello *there* ▍"
     long = progress_text("start " + "word " * 2000 + "the end")
     assert len(long) <= 3600 and long.startswith("start") and long.endswith("the end ▍")
+
+
+def test_note_page_link_first_and_obsidian_second() -> None:
+    """With VAULTBOT_PUBLIC_URL (or serve's address) a citation carries its note page: the page
+    is the link teammates open, "Open in Obsidian" follows, and a thread still reads its
+    sources back from the obsidian:// link."""
+    from dataclasses import replace
+
+    from engine.citations import cited_paths
+
+    page = "https://vault.example.ts.net/n/eyJ2IjoxfQ.sig#cited"
+    cits = [replace(cite(1, "Projects/Launch.md", "Plan > Timeline"), page_url=page)]
+    [blocks] = answer_blocks(make_answer("It is on Dec 4 [1].", cits))
+    src = next(b for b in blocks if b["block_id"].startswith("vb_sources"))["text"]["text"]
+    assert src.split("\n")[1] == (
+        f"[1] <{page}|Launch › Timeline> · "
+        "<obsidian://open?vault=v&amp;file=Projects%2FLaunch|Open in Obsidian>")
+    assert cited_paths(src) == ("Projects/Launch.md",)

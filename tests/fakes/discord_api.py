@@ -9,14 +9,24 @@ IDENTIFY (op 2, token checked) READY (op 0) with `user`, `application {id, flags
 as unavailable, `session_id` and `resume_gateway_url`, then GUILD_CREATE with the text channel
 and the active threads; HEARTBEAT (op 1) is acknowledged (op 11). Tests dispatch events with
 `dispatch`, or through `ask` (INTERACTION_CREATE for /ask, payload as Discord sends it) and
-`post` (MESSAGE_CREATE for a person's message). Like Discord, the fake dispatches THREAD_CREATE
-when the bot opens a thread and MESSAGE_CREATE for the bot's own channel messages.
+`post` (MESSAGE_CREATE for a person's message; `mention=True` starts it with the bot's
+`<@id>` and lists the bot in `mentions`, as Discord does), `dm_channel` + `post` (a direct
+message: no guild_id, no member), `context_menu` (INTERACTION_CREATE for a message command,
+the target message in `data.resolved.messages`), `click` and `choose` (INTERACTION_CREATE of
+type 3 for a button or a string select on a message, the message included). Like Discord,
+the fake dispatches THREAD_CREATE when the bot opens a thread and MESSAGE_CREATE for the bot's
+own channel messages.
 
 REST (https://discord.com/developers/docs/resources): `/users/@me`, `/oauth2/applications/@me`,
 `/gateway`, `/gateway/bot`, bulk overwrite of global and guild commands, interaction callbacks
 (`with_response` answered with `{"interaction", "resource"}`), `@original` get/edit/delete,
 follow-ups (webhook execute, edit), channel get, message list/get/create/edit, thread from a
-message, typing. Responses carry `Content-Type: application/json` exactly (discord.py only
+message, typing. Command registration checks names as Discord does per type (chat input:
+lowercase letters/digits/-_ up to 32; message and user commands: any 1-32 characters and no
+description) and the `name_localizations`/`description_localizations` (known locales only,
+the same rules for the localised names, descriptions up to 100). Message bodies keep their
+`components` (action rows of buttons and selects: custom_id up to 100, at most 5 rows), and
+callbacks of type 4 may carry them. Responses carry `Content-Type: application/json` exactly (discord.py only
 parses JSON when the header is exactly that). The fake enforces what the real API refuses:
 message and embed limits (400, code 50035), empty messages (50006), a second interaction
 callback (40060), unknown interactions (10062), a second thread on one message (160004),
@@ -70,6 +80,7 @@ class InteractionState:
     response_type: int | None = None
     original: dict[str, Any] | None = None
     followups: list[dict[str, Any]] = field(default_factory=list)
+    message: dict[str, Any] | None = None  # the message a component interaction came from
 
 
 class DiscordError(Exception):
@@ -130,6 +141,68 @@ def message_problems(payload: dict[str, Any]) -> list[str]:
     if total > 6000:
         problems.append(f"embeds: {total} characters in total > 6000")
     return problems
+
+
+# https://discord.com/developers/docs/reference#locales
+LOCALES = frozenset(
+    "id da de en-GB en-US es-ES es-419 fr hr it lt hu nl no pl pt-BR ro fi sv-SE vi tr cs el bg "
+    "ru uk hi th zh-CN ja zh-TW ko".split())
+# Chat input command and option names: lowercase where the script has case, no spaces.
+_CHAT_NAME = re.compile(r"^[-_'\w]{1,32}$")
+
+
+def _name_problems(where: str, name: Any, chat_input: bool) -> list[str]:
+    if not isinstance(name, str) or not 1 <= len(name) <= 32:
+        return [f"{where}: 1 to 32 characters"]
+    if chat_input and (not _CHAT_NAME.fullmatch(name) or name != name.lower()):
+        return [f"{where}: {name!r} is not a valid chat input name"]
+    return []
+
+
+def command_problems(cmd: dict[str, Any]) -> list[str]:
+    """What Discord refuses in an application command (types 1 chat input, 2 user, 3 message)."""
+    kind = cmd.get("type", 1)
+    chat = kind == 1
+    problems = _name_problems("name", cmd.get("name"), chat)
+    description = cmd.get("description", "")
+    if chat and not 1 <= len(description or "") <= 100:
+        problems.append("description: 1 to 100 characters")
+    if not chat and description:
+        problems.append("description: must be empty for user and message commands")
+    for locale, name in (cmd.get("name_localizations") or {}).items():
+        if locale not in LOCALES:
+            problems.append(f"name_localizations: unknown locale {locale!r}")
+        problems += _name_problems(f"name_localizations.{locale}", name, chat)
+    for locale, text in (cmd.get("description_localizations") or {}).items():
+        if locale not in LOCALES:
+            problems.append(f"description_localizations: unknown locale {locale!r}")
+        if not chat or not 1 <= len(text) <= 100:
+            problems.append(f"description_localizations.{locale}: 1 to 100 characters")
+    for i, option in enumerate(cmd.get("options") or []):
+        problems += _name_problems(f"options.{i}.name", option.get("name"), True)
+        for locale, name in (option.get("name_localizations") or {}).items():
+            problems += _name_problems(f"options.{i}.name_localizations.{locale}", name, True)
+        for locale, text in (option.get("description_localizations") or {}).items():
+            if locale not in LOCALES or not 1 <= len(text) <= 100:
+                problems.append(f"options.{i}.description_localizations.{locale}")
+    return problems
+
+
+def _check_components(rows: list[dict[str, Any]]) -> None:
+    problems = []
+    if len(rows) > 5:
+        problems.append(f"components: {len(rows)} > 5 rows")
+    for i, row in enumerate(rows):
+        if row.get("type") != 1:
+            problems.append(f"components.{i}: top level must be action rows")
+        for j, c in enumerate(row.get("components") or []):
+            cid = c.get("custom_id") or ""
+            if c.get("type") in (2, 3) and c.get("style") != 5 and not 1 <= len(cid) <= 100:
+                problems.append(f"components.{i}.components.{j}.custom_id: 1 to 100 characters")
+            if c.get("type") == 3 and not 1 <= len(c.get("options") or []) <= 25:
+                problems.append(f"components.{i}.components.{j}.options: 1 to 25")
+    if problems:
+        raise DiscordError(400, 50035, "Invalid Form Body", {"_errors": problems})
 
 
 def _check_message(payload: dict[str, Any], *, allow_empty: bool = False) -> None:
@@ -252,13 +325,13 @@ class FakeDiscord:
 
     def _message(self, channel_id: str, *, author: dict[str, Any], content: str = "",
                  embeds: list[dict[str, Any]] | None = None, flags: int = 0, type: int = 0,
-                 **extra: Any) -> dict[str, Any]:
+                 components: list[dict[str, Any]] | None = None, **extra: Any) -> dict[str, Any]:
         msg = {
             "id": self.snowflake(), "channel_id": channel_id, "author": author,
             "content": content, "timestamp": _now_iso(), "edited_timestamp": None, "tts": False,
             "mention_everyone": False, "mentions": [], "mention_roles": [], "attachments": [],
             "embeds": [{"type": "rich", **e} for e in embeds or []], "pinned": False,
-            "type": type, "flags": flags, "components": [],
+            "type": type, "flags": flags, "components": list(components or []),
         }
         msg.update(extra)
         return msg
@@ -396,12 +469,101 @@ class FakeDiscord:
         await self.dispatch("INTERACTION_CREATE", payload)
         return self.interactions[payload["token"]]
 
-    async def post(self, channel_id: str, content: str, *, user: dict[str, Any] | None = None) -> dict[str, Any]:
-        """A person writes `content` in a channel or thread."""
-        msg = self._message(channel_id, author=user or self.owner, content=content)
+    async def post(self, channel_id: str, content: str, *, user: dict[str, Any] | None = None,
+                   mention: bool = False) -> dict[str, Any]:
+        """A person writes `content` in a channel, thread or DM; `mention`: "@vaultbot" first."""
+        extra: dict[str, Any] = {}
+        if mention:
+            content = f"<@{self.app_id}> {content}"
+            extra["mentions"] = [self.bot_user]
+        msg = self._message(channel_id, author=user or self.owner, content=content, **extra)
         self._store(msg)
         await self.dispatch("MESSAGE_CREATE", self._gateway_message(msg))
         return msg
+
+    def dm_channel(self, user: dict[str, Any] | None = None) -> str:
+        """A direct message channel between `user` and the bot."""
+        cid = self.snowflake()
+        self.channels[cid] = {"id": cid, "type": 1, "last_message_id": None, "flags": 0,
+                              "recipients": [user or self.owner]}
+        self.messages[cid] = []
+        return cid
+
+    def _base_interaction(self, itype: int, data: dict[str, Any], user: dict[str, Any],
+                          channel_id: str, **state_kw: Any) -> dict[str, Any]:
+        token = "aW50ZXJhY3Rpb246" + secrets.token_urlsafe(48)
+        iid = self.snowflake()
+        payload: dict[str, Any] = {
+            "id": iid, "application_id": self.app_id, "type": itype, "data": data,
+            "token": token, "version": 1, "locale": "en-US", "app_permissions": ALL_PERMISSIONS,
+            "entitlements": [], "attachment_size_limit": 10 * 1024 * 1024,
+        }
+        channel = dict(self.channels[channel_id])
+        guild_id = channel.get("guild_id")
+        if guild_id:
+            channel["permissions"] = ALL_PERMISSIONS
+            member = self.member(user)
+            member["permissions"] = ALL_PERMISSIONS
+            payload.update(guild_id=guild_id, guild={"id": guild_id, "locale": "en-US",
+                                                     "features": []},
+                           guild_locale="en-US", member=member, context=0)
+        else:
+            payload.update(user=user, context=1)
+        payload.update(channel_id=channel_id, channel=channel,
+                       authorizing_integration_owners={"0": self.guild_id})
+        self.interactions[token] = InteractionState(iid, token, channel_id, guild_id, user,
+                                                    **state_kw)
+        return payload
+
+    async def command(self, name: str, options: list[dict[str, Any]], *,
+                      user: dict[str, Any] | None = None,
+                      channel_id: str | None = None) -> InteractionState:
+        """A slash command `name` (registered earlier) with its options, as Discord sends it."""
+        cmd = self._registered(name, 1)
+        data: dict[str, Any] = {"id": cmd["id"], "name": name, "type": 1, "options": options}
+        if "guild_id" in cmd:
+            data["guild_id"] = cmd["guild_id"]
+        payload = self._base_interaction(2, data, user or self.owner, channel_id or self.channel_id)
+        await self.dispatch("INTERACTION_CREATE", payload)
+        return self.interactions[payload["token"]]
+
+    async def context_menu(self, name: str, message: dict[str, Any], *,
+                           user: dict[str, Any] | None = None) -> InteractionState:
+        """A message command (right click > Apps > `name`) on `message`."""
+        cmd = self._registered(name, 3)
+        data: dict[str, Any] = {"id": cmd["id"], "name": name, "type": 3,
+                                "target_id": message["id"],
+                                "resolved": {"messages": {message["id"]: message}}}
+        if "guild_id" in cmd:
+            data["guild_id"] = cmd["guild_id"]
+        payload = self._base_interaction(2, data, user or self.owner, message["channel_id"])
+        await self.dispatch("INTERACTION_CREATE", payload)
+        return self.interactions[payload["token"]]
+
+    async def click(self, message: dict[str, Any], custom_id: str, *,
+                    user: dict[str, Any] | None = None,
+                    values: list[str] | None = None) -> InteractionState:
+        """A person presses the button `custom_id` on `message` (or, with `values`, picks those
+        options of the string select `custom_id`)."""
+        ids = [c.get("custom_id") for row in message.get("components") or []
+               for c in row.get("components") or []]
+        if custom_id not in ids:
+            raise AssertionError(f"no component {custom_id!r} on the message: {ids}")
+        data: dict[str, Any] = {"custom_id": custom_id, "component_type": 2}
+        if values is not None:
+            data.update(component_type=3, values=values)
+        payload = self._base_interaction(3, data, user or self.owner, message["channel_id"],
+                                         message=message)
+        payload["message"] = message
+        await self.dispatch("INTERACTION_CREATE", payload)
+        return self.interactions[payload["token"]]
+
+    def _registered(self, name: str, kind: int) -> dict[str, Any]:
+        for scope in (self.guild_id, "global"):
+            for c in self.commands.get(scope, []):
+                if c["name"] == name and c.get("type", 1) == kind:
+                    return c
+        raise AssertionError(f"no command {name!r} of type {kind} registered")
 
     # ------------------------------------------------------------------ looking at calls
 
@@ -501,10 +663,12 @@ class FakeDiscord:
     def _overwrite_commands(self, scope: str, payload: list[dict[str, Any]]) -> list[dict[str, Any]]:
         out = []
         for cmd in payload:
-            if not re.fullmatch(r"[-_\w]{1,32}", cmd.get("name", "")) or len(cmd.get("description", "")) > 100:
-                raise DiscordError(400, 50035, "Invalid Form Body", {"name": cmd.get("name")})
+            problems = command_problems(cmd)
+            if problems:
+                raise DiscordError(400, 50035, "Invalid Form Body", {"_errors": problems})
             saved = {"id": self.snowflake(), "application_id": self.app_id, "version": self.snowflake(),
-                     "type": 1, "default_member_permissions": None, "nsfw": False, **cmd}
+                     "type": 1, "default_member_permissions": None, "nsfw": False,
+                     "description": "", **cmd}  # Discord answers "" for message commands
             if scope != "global":
                 saved["guild_id"] = scope
             out.append(saved)
@@ -527,10 +691,21 @@ class FakeDiscord:
         rtype = body.get("type")
         data = body.get("data") or {}
         flags = int(data.get("flags") or 0)
+        if rtype == 7:  # UPDATE_MESSAGE: a component's interaction edits its own message
+            if state.message is None:
+                raise DiscordError(400, 50035, "Invalid Form Body", {"type": rtype})
+            self._edit(state.message, data)
+            state.response_type = rtype
+            state.original = state.message
+            return (200, {"interaction": {"id": iid, "type": 3},
+                          "resource": {"type": 7, "message": state.message}}
+                    ) if query.get("with_response") in ("1", "true", "True") else (204, None)
         if rtype == 4:
             _check_message(data)
+            _check_components(data.get("components") or [])
             msg = self._interaction_message(state, content=data.get("content") or "",
-                                            embeds=data.get("embeds"), flags=flags & EPHEMERAL)
+                                            embeds=data.get("embeds"), flags=flags & EPHEMERAL,
+                                            components=data.get("components"))
         elif rtype == 5:
             msg = self._interaction_message(state, flags=(flags & EPHEMERAL) | LOADING)
         else:
@@ -566,7 +741,7 @@ class FakeDiscord:
             _check_message(body)
             msg = self._interaction_message(
                 state, content=body.get("content") or "", embeds=body.get("embeds"),
-                flags=int(body.get("flags") or 0) & EPHEMERAL)
+                flags=int(body.get("flags") or 0) & EPHEMERAL, components=body.get("components"))
             state.followups.append(msg)
             if not msg["flags"] & EPHEMERAL:
                 self._store(msg)
@@ -593,6 +768,9 @@ class FakeDiscord:
         if "embeds" in body:
             after["embeds"] = [{"type": "rich", **e} for e in body["embeds"] or []]
         _check_message(after)
+        if "components" in body:
+            _check_components(body["components"] or [])
+            after["components"] = body["components"] or []
         target.update(after)
         target["flags"] &= ~LOADING
         target["edited_timestamp"] = _now_iso()
@@ -623,8 +801,10 @@ class FakeDiscord:
                                                "channel_id": channel_id,
                                                "guild_id": channel.get("guild_id")},
                          "referenced_message": referenced}
+            _check_components(body.get("components") or [])
             msg = self._message(channel_id, author=self.bot_user, content=body.get("content") or "",
-                                embeds=body.get("embeds"), type=mtype, **extra)
+                                embeds=body.get("embeds"), type=mtype,
+                                components=body.get("components"), **extra)
             self._store(msg)
             await self.dispatch("MESSAGE_CREATE", self._gateway_message(msg))
             return 200, msg

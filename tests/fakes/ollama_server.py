@@ -27,6 +27,8 @@ Scripting (plain attributes, may be changed while the server runs):
   by piece, a string is split into word pieces that concatenate back to it exactly.
 * `token_delay`: seconds before each streamed piece.
 * `header_delay`: seconds before the status line and headers (a model load).
+* `first_token_delay`: seconds between the headers and the first streamed piece of a chat or
+  generate stream (prompt processing: 10-30 s for a 32B model on a Mac); embeddings not.
 * `stall_after`: send this many pieces, then hang with the connection open until the client
   goes away or the server stops (`/api/embed` hangs before answering whatever the number).
 * `pause_after`: send this many pieces, then wait (connection open) until `resume()` is
@@ -602,6 +604,7 @@ class _Handler(BaseHTTPRequestHandler):
             return
 
         self._start_stream()
+        self._wait(fake.first_token_delay)
         for i, piece in enumerate(pieces):
             if fake.pause_after is not None and i == fake.pause_after:
                 self._wait_until(fake._resume)
@@ -731,6 +734,7 @@ class FakeOllama:
         self.responder: Responder = responder or default_responder
         self.token_delay = token_delay
         self.header_delay = header_delay
+        self.first_token_delay = 0.0
         self.stall_after: int | None = None
         self.pause_after: int | None = None
         self._resume = threading.Event()

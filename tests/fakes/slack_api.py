@@ -8,9 +8,9 @@ body (`json=`, e.g. `chat.postMessage`, `chat.startStream`), and answers like Sl
 with `{"ok": false, "error": ...}` for API errors.
 
 Methods: `auth.test`, `chat.postMessage`, `chat.update`, `chat.postEphemeral`,
-`chat.startStream`, `chat.appendStream`, `chat.stopStream`, `reactions.add`,
-`reactions.remove`, `assistant.threads.setStatus`, `conversations.replies`,
-`apps.connections.open`. Anything else: `unknown_method`. Every call needs
+`chat.startStream`, `chat.appendStream`, `chat.stopStream`, `chat.getPermalink`,
+`reactions.add`, `reactions.remove`, `assistant.threads.setStatus`, `conversations.replies`,
+`views.open`, `views.publish`, `apps.connections.open`. Anything else: `unknown_method`. Every call needs
 `Authorization: Bearer <bot token>` (`apps.connections.open`: the app token), else
 `not_authed` / `invalid_auth`.
 
@@ -30,10 +30,23 @@ Scripting (plain attributes):
 * `add_message(channel, text, user=..., thread_ts=...)`: a message people wrote, served by
   `conversations.replies` (posts by the bot are stored there too, with `user` = the bot user
   and `bot_id`).
-* `push_event(body)`: deliver an Events API payload over the Socket Mode websocket.
+* `push_event(body)`: deliver an Events API payload over the Socket Mode websocket;
+  `push_envelope("slash_commands" | "interactive", payload)` a slash command's fields or an
+  interactive payload, in the envelope Slack's Socket Mode documents.
+* `new_trigger()`: a trigger_id as Slack puts in an interaction; `views.open` takes it once,
+  within 3 s (`invalid_trigger_id`, `expired_trigger_id`, `exchanged_trigger_id`).
+* `new_response_url()`: a response_url; POSTs to it (JSON, as Slack documents: `text`/`blocks`,
+  `response_type` ephemeral or in_channel, `replace_original`, `delete_original`) are
+  recorded in `responses`, at most 5 per URL within 30 minutes (then 404 `used_url`).
+
+Views (`views.open` modals, `views.publish` App Home) are checked as Slack documents them:
+type, title (modal: plain_text, 1-24 characters), at most 100 blocks, `submit` when the
+modal has inputs, `private_metadata` up to 3,000 and `callback_id` up to 255 characters,
+input blocks with a label and one element (plain_text_input: initial_value within its
+max_length, at most 3,000; radio_buttons: 1-10 options, the initial option one of them).
 
 Records: `calls` (method, args, token, time, response), `calls_to(method)`, `wait_for(...)`,
-`thread(channel, ts)`, `socket_acks`.
+`thread(channel, ts)`, `socket_acks`, `ephemeral`, `responses`, `views` (published, by user).
 """
 
 from __future__ import annotations
@@ -61,6 +74,12 @@ BLOCKS_LIMIT = 50
 BLOCKS_TEXT_LIMIT = 12_000
 TEXT_LIMIT = 40_000
 STREAM_TEXT_LIMIT = 12_000
+VIEW_BLOCKS_LIMIT = 100
+MODAL_TITLE_LIMIT = 24
+PRIVATE_METADATA_LIMIT = 3000
+TRIGGER_TTL = 3.0  # seconds a trigger_id can open a view
+RESPONSE_URL_USES = 5
+INPUT_MAX = 3000  # plain_text_input's max_length ceiling
 
 
 @dataclass
@@ -92,13 +111,41 @@ def _blocks_text(value: Any) -> int:
     return total
 
 
-def check_blocks(blocks: Any) -> str | None:
+def _plain(text: Any, limit: int) -> bool:
+    return (isinstance(text, dict) and text.get("type") == "plain_text"
+            and 1 <= len(str(text.get("text") or "")) <= limit)
+
+
+def _check_input(b: dict[str, Any]) -> str | None:
+    element = b.get("element")
+    if not _plain(b.get("label"), 2000) or not isinstance(element, dict):
+        return "invalid_blocks"
+    kind = element.get("type")
+    if not element.get("action_id") and kind != "radio_buttons":
+        return "invalid_blocks"
+    if kind == "plain_text_input":
+        most = int(element.get("max_length") or INPUT_MAX)
+        if most > INPUT_MAX or len(str(element.get("initial_value") or "")) > most:
+            return "invalid_blocks"
+    elif kind == "radio_buttons":
+        options = element.get("options") or []
+        if not 1 <= len(options) <= 10 or not element.get("action_id"):
+            return "invalid_blocks"
+        initial = element.get("initial_option")
+        if initial is not None and initial not in options:
+            return "invalid_blocks"
+    else:
+        return "invalid_blocks"
+    return None
+
+
+def check_blocks(blocks: Any, *, limit: int = BLOCKS_LIMIT) -> str | None:
     """The error Slack would give for these blocks, or None."""
     if blocks is None:
         return None
     if not isinstance(blocks, list):
         return "invalid_blocks_format"
-    if len(blocks) > BLOCKS_LIMIT:
+    if len(blocks) > limit:
         return "invalid_blocks"
     for b in blocks:
         if not isinstance(b, dict) or "type" not in b:
@@ -116,10 +163,39 @@ def check_blocks(blocks: Any) -> str | None:
             for e in elements:
                 if len(str(e.get("value", ""))) > 2000 or len(str(e.get("action_id", ""))) > 255:
                     return "invalid_blocks"
+        if b["type"] == "header" and not _plain(b.get("text"), 150):
+            return "invalid_blocks"
+        if b["type"] == "input" and _check_input(b):
+            return "invalid_blocks"
         if len(str(b.get("block_id", ""))) > 255:
             return "invalid_blocks"
-    if _blocks_text(blocks) > BLOCKS_TEXT_LIMIT:
+    if limit == BLOCKS_LIMIT and _blocks_text(blocks) > BLOCKS_TEXT_LIMIT:
         return "msg_blocks_too_long"
+    return None
+
+
+def check_view(view: Any, kind: str) -> str | None:
+    """The error views.open (`kind` "modal") or views.publish ("home") would give, or None."""
+    if isinstance(view, str):
+        try:
+            view = json.loads(view)
+        except ValueError:
+            return "invalid_arguments"
+    if not isinstance(view, dict) or view.get("type") != kind:
+        return "invalid_arguments"
+    blocks = view.get("blocks")
+    if not isinstance(blocks, list) or check_blocks(blocks, limit=VIEW_BLOCKS_LIMIT):
+        return "invalid_arguments"
+    if len(str(view.get("private_metadata") or "")) > PRIVATE_METADATA_LIMIT:
+        return "invalid_arguments"
+    if len(str(view.get("callback_id") or "")) > 255:
+        return "invalid_arguments"
+    if kind == "modal":
+        if not _plain(view.get("title"), MODAL_TITLE_LIMIT):
+            return "invalid_arguments"
+        inputs = any(b.get("type") == "input" for b in blocks)
+        if inputs and not _plain(view.get("submit"), MODAL_TITLE_LIMIT):
+            return "invalid_arguments"
     return None
 
 
@@ -155,6 +231,11 @@ class FakeSlack:
         self.calls: list[Call] = []
         self.messages: dict[str, list[dict[str, Any]]] = {}  # channel -> messages
         self.ephemeral: list[dict[str, Any]] = []
+        self.responses: list[dict[str, Any]] = []  # posts to response_urls: {"url", "body"}
+        self.views: dict[str, dict[str, Any]] = {}  # App Home views published, by user
+        self.opened: list[dict[str, Any]] = []  # modals opened by views.open
+        self._triggers: dict[str, float | None] = {}  # trigger_id -> issued at (None: used)
+        self._response_urls: dict[str, int] = {}  # response_url id -> uses
         self.socket_acks: list[dict[str, Any]] = []
         self._clock = itertools.count(1)
         self._base_ts = 1_700_000_000
@@ -198,6 +279,7 @@ class FakeSlack:
         app = web.Application()
         app.router.add_route("*", "/api/{method}", self._api)
         app.router.add_get("/link", self._socket)
+        app.router.add_post("/respond/{key}", self._respond_url)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
@@ -255,6 +337,41 @@ class FakeSlack:
 
         asyncio.run_coroutine_threadsafe(send(), self._loop).result(5)
         return envelope_id
+
+    def push_envelope(self, kind: str, payload: dict[str, Any]) -> str:
+        """A slash command (`slash_commands`: the command's fields) or an interaction
+        (`interactive`: the payload itself, not form-encoded) over Socket Mode."""
+        assert kind in ("slash_commands", "interactive")
+        envelope_id = str(uuid.uuid4())
+        # Slack lets the ack carry a response for slash commands and view submissions.
+        accepts = kind == "slash_commands" or payload.get("type") == "view_submission"
+        envelope = {"envelope_id": envelope_id, "type": kind, "payload": payload,
+                    "accepts_response_payload": accepts}
+        assert self._loop is not None
+
+        async def send() -> None:
+            for ws in list(self._sockets):
+                await ws.send_str(json.dumps(envelope))
+
+        asyncio.run_coroutine_threadsafe(send(), self._loop).result(5)
+        return envelope_id
+
+    def new_trigger(self) -> str:
+        trigger = f"{next(self._clock)}.{self._base_ts}.{uuid.uuid4().hex[:16]}"
+        with self._cond:
+            self._triggers[trigger] = time.monotonic()
+        return trigger
+
+    def new_response_url(self) -> str:
+        key = uuid.uuid4().hex
+        with self._cond:
+            self._response_urls[key] = 0
+        return f"{self.url}/respond/{key}"
+
+    def ack_for(self, envelope_id: str, timeout: float = 10.0) -> dict[str, Any]:
+        """The Socket Mode ack of an envelope (waits for it)."""
+        return self.wait_for(lambda: next((a for a in self.socket_acks
+                                           if a.get("envelope_id") == envelope_id), None), timeout)
 
     @property
     def connected_sockets(self) -> int:
@@ -319,7 +436,7 @@ class FakeSlack:
                     args.update(body)
             else:
                 args.update(dict(parse_qsl(raw.decode("utf-8"), keep_blank_values=True)))
-        for key in ("blocks", "chunks", "metadata"):  # form-encoded calls send these as JSON text
+        for key in ("blocks", "chunks", "metadata", "view"):  # form-encoded calls send these as JSON text
             if isinstance(args.get(key), str):
                 with contextlib.suppress(ValueError):
                     args[key] = json.loads(args[key])
@@ -505,6 +622,69 @@ class FakeSlack:
         return {"ok": True, "messages": out, "has_more": more,
                 "response_metadata": {"next_cursor": str(start + limit) if more else ""}}
 
+    def _permalink(self, args: dict[str, Any]) -> dict[str, Any]:
+        channel, ts = str(args.get("channel")), str(args.get("message_ts"))
+        if self.find(channel, ts) is None:
+            return {"ok": False, "error": "message_not_found"}
+        return {"ok": True, "channel": channel,
+                "permalink": f"https://fake.slack.com/archives/{channel}/p{ts.replace('.', '')}"}
+
+    def _take_trigger(self, trigger: Any) -> str | None:
+        issued = self._triggers.get(str(trigger or ""), "unknown")
+        if issued == "unknown":
+            return "invalid_trigger_id"
+        if issued is None:
+            return "exchanged_trigger_id"
+        self._triggers[str(trigger)] = None
+        return "expired_trigger_id" if time.monotonic() - float(issued) > TRIGGER_TTL else None
+
+    def _views_open(self, args: dict[str, Any]) -> dict[str, Any]:
+        error = check_view(args.get("view"), "modal") or self._take_trigger(args.get("trigger_id"))
+        if error:
+            return {"ok": False, "error": error}
+        view = args["view"] if isinstance(args["view"], dict) else json.loads(args["view"])
+        view = {**view, "id": f"V{next(self._clock):08d}", "team_id": self.team_id}
+        self.opened.append(view)
+        return {"ok": True, "view": view}
+
+    def _views_publish(self, args: dict[str, Any]) -> dict[str, Any]:
+        error = check_view(args.get("view"), "home")
+        if error or not args.get("user_id"):
+            return {"ok": False, "error": error or "invalid_arguments"}
+        view = args["view"] if isinstance(args["view"], dict) else json.loads(args["view"])
+        view = {**view, "id": f"V{next(self._clock):08d}", "team_id": self.team_id}
+        self.views[str(args["user_id"])] = view
+        return {"ok": True, "view": view}
+
+    async def _respond_url(self, request: web.Request) -> web.Response:
+        """A post to a response_url: JSON, no token (the URL is the secret)."""
+        key = request.match_info["key"]
+        try:
+            body = json.loads(await request.read())
+        except ValueError:
+            return web.Response(status=400, text="invalid_payload")
+        with self._cond:
+            uses = self._response_urls.get(key)
+            if uses is None or uses >= RESPONSE_URL_USES:
+                return web.Response(status=404, text="used_url")
+            self._response_urls[key] = uses + 1
+            error = None
+            if not isinstance(body, dict):
+                error = "invalid_payload"
+            elif not body.get("delete_original"):
+                if body.get("response_type", "ephemeral") not in ("ephemeral", "in_channel"):
+                    error = "invalid_payload"
+                elif not body.get("text") and not body.get("blocks"):
+                    error = "no_text"
+                else:
+                    error = check_blocks(body.get("blocks"))
+            if error is None:
+                self.responses.append({"url": f"{self.url}/respond/{key}", "body": body})
+            self._cond.notify_all()
+        if error:
+            return web.Response(status=400, text=error)
+        return web.Response(text="ok")
+
     def _connections_open(self, args: dict[str, Any]) -> dict[str, Any]:
         return {"ok": True, "url": f"ws://127.0.0.1:{self.port}/link"}
 
@@ -540,6 +720,9 @@ _METHODS: dict[str, Callable[[FakeSlack, dict[str, Any]], dict[str, Any]]] = {
     "assistant.threads.setStatus": FakeSlack._set_status,
     "conversations.replies": FakeSlack._replies,
     "apps.connections.open": FakeSlack._connections_open,
+    "chat.getPermalink": FakeSlack._permalink,
+    "views.open": FakeSlack._views_open,
+    "views.publish": FakeSlack._views_publish,
 }
 
 
