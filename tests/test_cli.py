@@ -7,27 +7,16 @@ from pathlib import Path
 
 import pytest
 from corpus import copy_vault
+from helpers import CliRun, cli_env, close_index, until
 
 from sync.lock import IndexLock
 from vaultbot.cli import main
 
 
 @pytest.fixture
-def cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture):
-    for var in ("VAULTBOT_DATABASE_URL", "VAULTBOT_CHROMA_URL", "VAULTBOT_EMBEDDER"):
-        monkeypatch.delenv(var, raising=False)
-    monkeypatch.setenv("VAULTBOT_LLM", "none")
-    monkeypatch.chdir(tmp_path)  # no stray .env
-    vault = copy_vault("example", tmp_path)
-    data = tmp_path / "data"
-
-    def run(*args: str) -> tuple[int, str, str]:
-        code = main([*args, "--vault", str(vault), "--data-dir", str(data)])
-        out, err = capsys.readouterr()
-        return code, out, err
-
-    run.vault, run.data = vault, data
-    return run
+def cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> CliRun:
+    cli_env(monkeypatch, tmp_path)
+    return CliRun(copy_vault("example", tmp_path), tmp_path / "data", capsys)
 
 
 def test_sync_status_search_ask_json(cli) -> None:
@@ -173,3 +162,53 @@ def test_binary_index_without_faiss_warns_and_works(cli, monkeypatch: pytest.Mon
     assert "without faiss-cpu" in said and "numpy fallback" in said
     code, out, _ = cli("search", "sourdough starter", "-k", "2", "--mode", "dense", "--json")
     assert code == 0 and json.loads(out)[0]["path"] == "Recipes/Sourdough bread.md"
+
+
+def test_ask_says_how_many_questions_are_ahead(cli, monkeypatch: pytest.MonkeyPatch,
+                                               capsys: pytest.CaptureFixture, fake_ollama) -> None:
+    """With the model's one slot busy, `vaultbot ask` prints "waiting: 1 question ahead" on
+    stderr, then its answer. Function level (cmd_ask on one App): a CLI process has a queue of
+    its own, so two `vaultbot ask` processes never queue behind each other; the question ahead
+    is asked on the same App, as `serve`'s front ends would."""
+    import asyncio
+    import threading
+
+    from engine.answer import AskOptions
+    from vaultbot.app import App
+    from vaultbot.cli import _parser, _settings, cmd_ask
+
+    monkeypatch.setenv("VAULTBOT_LLM", "ollama")
+    monkeypatch.setenv("VAULTBOT_OLLAMA_URL", fake_ollama.url)
+    monkeypatch.setenv("VAULTBOT_LLM_CONCURRENCY", "1")
+    fake_ollama.responder = lambda *a: "The launch is on December 4 [1]."
+    assert cli("sync")[0] == 0
+    args = _parser().parse_args(["ask", "When is the vaultbot launch?", "--no-cache",
+                                 "--vault", str(cli.vault), "--data-dir", str(cli.data)])
+    app = App(_settings(args))
+    codes: list[int] = []
+    try:
+        queue = app.asker.queue
+        assert queue is not None
+        app.embedder.embed_query("warm up")  # loading the model is slow on a busy machine
+        fake_ollama.pause_after = 1  # the first generation holds the slot until resume()
+        ahead = threading.Thread(target=lambda: asyncio.run(
+            app.asker.ask("Who leads the launch?", AskOptions(use_cache=False))))
+        ahead.start()
+        # Generous waits: each ends early if its thread died, and a pass never waits them out.
+        until(lambda: fake_ollama.requests_to("/api/chat") or not ahead.is_alive(), timeout=120)
+        assert ahead.is_alive(), "the question ahead ended before holding the model"
+        asked = threading.Thread(target=lambda: codes.append(cmd_ask(app, args)))
+        asked.start()
+        # Waiting: its position is already sent, and stays ahead of its tokens.
+        until(lambda: any(queue._waiting.values()) or not asked.is_alive(), timeout=120)
+        fake_ollama.resume()
+        ahead.join(120)
+        asked.join(120)
+    finally:
+        fake_ollama.resume()
+        app.close()
+        close_index(app.index)
+    out, err = capsys.readouterr()
+    assert codes == [0]
+    assert "waiting: 1 question ahead" in err.splitlines()
+    assert "December 4" in out

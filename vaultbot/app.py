@@ -9,33 +9,39 @@ import os
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from pydantic import SecretStr
 
-from bot.access import Access
-from engine.answer import Asker
-from engine.answer_cache import AnswerCache
-from engine.embedders import make_embedder
-from engine.embedders.base import Embedder
-from engine.index import Index
-from engine.lexical import LexicalIndex
-from engine.llm.base import Generator
-from engine.llm.queue import GenerationQueue, parse_limits
-from engine.prompt import Budget
-from engine.querylog import QueryLog
 from engine.redact import url_secrets
-from engine.rerank import make_reranker
-from engine.retrieve import RetrievalConfig, Retriever
-from sync.indexer import Indexer
-from sync.lock import IndexLock
-from vaultbot.metrics import Metrics
 from vaultbot.settings import Settings
 
+# The parts are imported when first built, not here: `vaultbot ask`/`search` through a running
+# serve need only secrets_of(), and each command loads only what it uses (Chroma, SQLAlchemy,
+# prometheus, the Ollama client, ...).
 if TYPE_CHECKING:
+    from bot.access import Access
+    from engine.answer import Asker
+    from engine.answer_cache import AnswerCache
+    from engine.embedders.base import Embedder
+    from engine.index import Index
+    from engine.llm.ollama import OllamaGenerator
+    from engine.querylog import QueryLog
+    from engine.retrieve import Retriever
+    from sync.indexer import Indexer
+    from sync.lock import IndexLock
     from sync.service import SyncService
+    from vaultbot.metrics import Metrics
+    from vaultbot.web.links import LinkSigner
 
 log = logging.getLogger(__name__)
+
+
+def make_embedder(spec: str, **options: Any) -> Embedder:
+    """engine.embedders.make_embedder, imported on the first call (numpy)."""
+    from engine.embedders import make_embedder as make
+
+    return make(spec, **options)
 
 
 class ConfigError(RuntimeError):
@@ -46,8 +52,7 @@ def secrets_of(settings: Settings) -> set[str]:
     """Every secret value the settings hold, for redaction: the tokens, and the credentials
     inside any URL setting (Ollama, database, Chroma, API overrides)."""
     found: set[str] = set()
-    for name in type(settings).model_fields:
-        value = getattr(settings, name)
+    for value in dict(settings).values():  # every field's value, as the settings hold it
         if isinstance(value, SecretStr):
             found.add(value.get_secret_value())
         elif isinstance(value, str) and "://" in value:
@@ -65,6 +70,9 @@ def make_private_dir(path: Path) -> None:
 @dataclass
 class App:
     settings: Settings
+    # Where serve serves the note pages when VAULTBOT_PUBLIC_URL is not set (its own address);
+    # empty: no serve here, so citations carry no page link.
+    page_base: str = ""
 
     @property
     def data_dir(self) -> Path:
@@ -92,11 +100,25 @@ class App:
 
     @cached_property
     def index(self) -> Index:
+        from engine.index import Index
+        from engine.lexical import LexicalIndex
+        from engine.stores import KeywordIndex
+
         s = self.settings
         if not self.read_only:
             make_private_dir(self.data_dir)
         embedder = self.embedder
-        keywords = LexicalIndex(self.data_dir / "keywords.sqlite3")
+        keywords: KeywordIndex
+        if s.keywords == "postgres":
+            # In the registry's database, shared by every serve process (engine/pg_keywords.py).
+            if not s.registry_url.startswith("postgresql"):
+                raise ConfigError("VAULTBOT_KEYWORDS=postgres needs a PostgreSQL "
+                                  "VAULTBOT_DATABASE_URL")
+            from engine.pg_keywords import PgKeywordIndex
+
+            keywords = PgKeywordIndex(s.registry_url)
+        else:
+            keywords = LexicalIndex(self.data_dir / "keywords.sqlite3")
         if self.read_only and s.index == "chroma" and not s.chroma_url:
             # Embedded Chroma cannot open a read-only dir at all ("attempt to write a readonly
             # database"), so read the same vectors from the registry's embedding cache into an
@@ -107,7 +129,7 @@ class App:
             registry = Registry(s.registry_url)
             vectors = BinaryVectorStore.from_registry(registry, embedder.name, embedder.dim,
                                                       rescore="memory")
-            return Index(registry, vectors, embedder, keywords)  # type: ignore[arg-type]
+            return Index(registry, vectors, embedder, keywords)
         if s.index == "binary":
             # Derived from the registry's embedding cache at start-up, then kept up with other
             # processes' syncs through the registry generation (engine/binary.py).
@@ -123,7 +145,7 @@ class App:
             vectors = BinaryVectorStore.from_registry(
                 registry, embedder.name, embedder.dim, path=self.data_dir / "binary"
             )
-            return Index(registry, vectors, embedder, keywords)  # type: ignore[arg-type]
+            return Index(registry, vectors, embedder, keywords)
         return Index.open(
             data_dir=self.data_dir,
             registry_url=s.registry_url,
@@ -134,6 +156,8 @@ class App:
 
     @cached_property
     def indexer(self) -> Indexer:
+        from sync.indexer import Indexer
+
         indexer = Indexer(self.index, self.vault, chunk_tokens=self.settings.chunk_tokens,
                           max_note_mb=self.settings.max_note_mb)
         # A changed note drops the cached answers that used it right away; the cache also
@@ -143,12 +167,15 @@ class App:
 
     @cached_property
     def retriever(self) -> Retriever:
+        from engine.rerank import make_reranker
+        from engine.retrieve import RetrievalConfig, Retriever
+
         reranker = make_reranker(self.settings.rerank, ollama_url=self.settings.ollama_url)
         return Retriever(self.index, RetrievalConfig(neighbours=self.settings.neighbours),
                          reranker=reranker)
 
     @cached_property
-    def generator(self) -> Generator | None:
+    def generator(self) -> OllamaGenerator | None:  # doctor and serve ask it for health()
         s = self.settings
         if s.llm == "none":
             return None
@@ -163,20 +190,30 @@ class App:
     @cached_property
     def access(self) -> Access:
         """Who may ask where (VAULTBOT_ACCESS_FILE); a bad file is a clear error at start-up."""
+        from bot.access import Access
+
         return Access.load(self.settings.access_file)
 
     @cached_property
     def querylog(self) -> QueryLog:
+        from engine.querylog import QueryLog
+
         return QueryLog(self.index.registry, enabled=self.settings.querylog_days > 0)
 
     @cached_property
     def answer_cache(self) -> AnswerCache:
+        from engine.answer_cache import AnswerCache
+
         s = self.settings
         return AnswerCache(self.index.registry, threshold=s.cache_threshold,
                            ttl_seconds=s.cache_ttl_hours * 3600, max_entries=s.cache_max_entries)
 
     @cached_property
     def asker(self) -> Asker:
+        from engine.answer import Asker
+        from engine.llm.queue import GenerationQueue, parse_limits
+        from engine.prompt import Budget
+
         s = self.settings
         vault_name = s.vault.name if s.vault is not None else "vault"
         # A read-only data dir can neither cache answers nor log questions.
@@ -188,11 +225,40 @@ class App:
             deep_model=s.llm_deep, k=s.top_k, budget=Budget(context_tokens=s.llm_num_ctx),
             queue=GenerationQueue(parse_limits(s.llm_concurrency, fast_model=s.llm_fast,
                                                deep_model=s.llm_deep)),
+            page_link=self.page_link,
         )
+
+    @cached_property
+    def link_signer(self) -> LinkSigner:
+        """Signs note-page links with the data dir's key (made on first use, 0600); the key
+        joins the redacted secrets of every log filter installed (the CLI's)."""
+        from engine.redact import RedactingFilter
+        from vaultbot.web.links import DataDirKey, LinkSigner, key_secrets
+
+        make_private_dir(self.data_dir)
+        key = DataDirKey(self.data_dir)
+        for f in logging.getLogger().filters:
+            if isinstance(f, RedactingFilter):
+                f.add(key_secrets(self.data_dir))
+        return LinkSigner(key, max_age_days=self.settings.link_days)
+
+    def page_link(self, citation: Any, scope: Any) -> str | None:
+        """A citation's note page (`Asker(page_link=...)`): while serve runs, at
+        VAULTBOT_PUBLIC_URL or serve's own address."""
+        if not self.page_base or not citation.chunk_id or self.read_only:
+            return None
+        from vaultbot.web.links import note_url_for
+
+        chunk = self.index.registry.chunks_by_id([citation.chunk_id]).get(citation.chunk_id)
+        token = self.link_signer.sign(citation.path, citation.chunk_id,
+                                      chunk.text_hash if chunk is not None else None, scope)
+        return note_url_for(self.settings.public_url or self.page_base, token, cited=True)
 
     @cached_property
     def metrics(self) -> Metrics:
         """One set of counters for every front end of this process (API, Slack, Discord)."""
+        from vaultbot.metrics import Metrics
+
         return Metrics()
 
     def sync_service(self) -> SyncService:
@@ -206,8 +272,10 @@ class App:
                            state_file=self.data_dir / STATE_FILE)
 
     def lock(self) -> IndexLock:
+        from sync.lock import IndexLock
+
         return IndexLock(self.data_dir, self.index.registry.engine)
 
     def close(self) -> None:
         if "index" in self.__dict__:
-            self.index.registry.close()
+            self.index.close()

