@@ -8,11 +8,13 @@ share of Hangul, each syllable weighed as the 2.5 Latin letters it carries about
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 
 _HANGUL = re.compile(r"[\uac00-\ud7a3\u1100-\u11ff\u3130-\u318f]")
 _LATIN = re.compile(r"[A-Za-z]")
 SYLLABLE_LETTERS = 2.5
 NOTE_KOREAN_SHARE = 0.3  # bench/fusion_rules.py: 0.3 and 0.45 rank alike; 0.3 misreads fewer notes
+NOTE_LANGUAGE_CHUNKS = 50  # a note's language is judged on its first chunks (long PDFs)
 
 
 def question_language(text: str) -> str:
@@ -32,3 +34,11 @@ def hangul_share(text: str) -> float:
 def note_language(text: str) -> str:
     """'ko' or 'en' for a note's text."""
     return "ko" if hangul_share(text) >= NOTE_KOREAN_SHARE else "en"
+
+
+def language_of_texts(texts: Iterable[str]) -> str:
+    """A note's language from its chunks' texts in order, judged on the first
+    NOTE_LANGUAGE_CHUNKS (long PDFs). Sync stores it (notes.language); retrieval computes it
+    the same way for a note stored before that column existed."""
+    first = [t for _, t in zip(range(NOTE_LANGUAGE_CHUNKS), texts, strict=False)]
+    return note_language("\n".join(first))

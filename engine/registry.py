@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 from sqlalchemy import (
     Engine,
+    Float,
     Integer,
     String,
     Text,
@@ -26,6 +27,7 @@ from sqlalchemy import (
     event,
     func,
     insert,
+    literal,
     select,
     type_coerce,
     update,
@@ -64,6 +66,7 @@ class NoteInfo:
     content_hash: str = ""  # with version: what the note holds (a re-added note restarts at 1)
     embedded: tuple[str, ...] = ()  # notes whose text it pulls in through embeds
     suspect: tuple[str, ...] = ()  # words of unparseable frontmatter (see ParsedNote)
+    language: str | None = None  # 'ko'/'en' as sync judged it; None: stored before it was
 
 
 @dataclass(frozen=True)
@@ -87,6 +90,7 @@ class NoteWrite:
     mtime_ns: int
     chunks: list[ChunkRecord]
     replaces: str | None = None
+    language: str | None = None  # engine/language.py's judgement of the chunks
 
 
 def _sqlite_file(url: str) -> Path | None:
@@ -137,10 +141,12 @@ class Registry:
         self.url = url
         self.engine = make_engine(url)
         self.read_only = sqlite_read_only(url)
+        # Optional tables (migrations.OPTIONAL_TABLES) an older read-only registry lacks: empty.
+        self.absent_tables: frozenset[str] = frozenset()
         try:
             # Created and upgraded by migrations only; a read-only one is never written.
             if self.read_only:
-                migrations.check_readable(self.engine, url)
+                self.absent_tables = migrations.check_readable(self.engine, url)
             else:
                 migrations.upgrade(self.engine, url, _sqlite_file(url))
         except BaseException:
@@ -191,8 +197,25 @@ class Registry:
                                            r.private, r.kind, dict(r.frontmatter), r.version,
                                            r.content_hash, tuple(r.embedded or ()),
                                            suspect_words(r.frontmatter_error)
-                                           if r.frontmatter_error else ())
+                                           if r.frontmatter_error else (), r.language)
         return out
+
+    def notes_without_language(self) -> list[str]:
+        """Notes stored before sync judged their language (NULL), for the indexer to fill in."""
+        with self.engine.connect() as conn:
+            return list(conn.execute(select(t.notes.c.path).where(t.notes.c.language.is_(None))
+                                     .order_by(t.notes.c.path)).scalars())
+
+    def set_languages(self, languages: dict[str, str]) -> None:
+        """Fill in notes' languages (only where still NULL: a note written meanwhile has its
+        own). What the note holds is unchanged, so the generation is not bumped."""
+        if not languages:
+            return
+        with self.engine.begin() as conn:
+            for path, lang in languages.items():
+                conn.execute(update(t.notes).where(t.notes.c.path == path,
+                                                   t.notes.c.language.is_(None))
+                             .values(language=lang))
 
     def privacy_notes(self) -> list[dict[str, str]]:
         """Notes whose visibility was decided by a fail-closed rule or that lost text to it:
@@ -264,6 +287,7 @@ class Registry:
             return []
         new = {c.id for w in writes for c in w.chunks}
         with self.engine.begin() as conn:
+            _keep_versions(conn, [p for w in writes for p in (w.note.path, w.replaces) if p], new)
             if any(w.replaces for w in writes) or len({w.note.path for w in writes}) < len(writes):
                 # Moves (and a path written twice) depend on order: one note at a time.
                 removed: set[str] = set()
@@ -276,8 +300,37 @@ class Registry:
 
     def delete_notes(self, paths: Iterable[str]) -> list[str]:
         """Delete notes and their chunks; returns the deleted chunk ids."""
+        paths = list(paths)
         with self.engine.begin() as conn:
-            return _delete_notes(conn, list(paths))
+            _keep_versions(conn, paths, set())
+            return _delete_notes(conn, paths)
+
+    # ------------------------------------------------------- chunk versions
+    def chunk_version(self, chunk_id: str) -> ChunkRecord | None:
+        """A chunk a sync dropped, as it was (kept until `purge_versions` forgets it); None
+        when it was never dropped or is no longer kept. Only `ordinal`, `span` and `tokens`
+        are not kept (0)."""
+        if "chunk_versions" in self.absent_tables:
+            return None
+        cv = t.chunk_versions
+        with self.engine.connect() as conn:
+            r = conn.execute(select(cv).where(cv.c.chunk_id == chunk_id)).first()
+        if r is None:
+            return None
+        return ChunkRecord(id=r.chunk_id, note_path=r.note_path, ordinal=0, text=r.text,
+                           text_hash=r.text_hash, heading_path=tuple(r.heading or ()),
+                           page=r.page, span=(0, 0), tokens=0,
+                           sources=None if r.sources is None else tuple(r.sources))
+
+    def purge_versions(self, older_than: float, now: float | None = None) -> int:
+        """Forget chunks dropped more than `older_than` seconds before `now` (VAULTBOT_KEEP_
+        VERSIONS_DAYS; 0 forgets every one dropped before now); returns how many."""
+        if "chunk_versions" in self.absent_tables:
+            return 0
+        cutoff = (time.time() if now is None else now) - older_than
+        cv = t.chunk_versions
+        with self.engine.begin() as conn:
+            return conn.execute(delete(cv).where(cv.c.dropped_at < cutoff)).rowcount or 0
 
     def record_skip(
         self, path: str, reason: str, size: int = 0, mtime_ns: int = 0,
@@ -308,14 +361,28 @@ class Registry:
         with self.engine.connect() as conn:
             return set(conn.execute(select(t.chunks.c.id)).scalars())
 
-    def chunks_by_id(self, ids: Iterable[str]) -> dict[str, ChunkRecord]:
+    def chunks_by_id(self, ids: Iterable[str], *, text: bool = True) -> dict[str, ChunkRecord]:
+        """The chunks with these ids. `text=False`: every field but the text (left empty), for
+        candidates of which only a few will be shown (`chunk_texts` reads theirs)."""
         ids = list(ids)
         out: dict[str, ChunkRecord] = {}
+        q0 = _chunks_with_paths()
+        if not text:
+            q0 = select(*(c for c in t.chunks.c if c.name != "text"), t.notes.c.path).join(
+                t.notes, t.notes.c.id == t.chunks.c.note_id)
         with self.engine.connect() as conn:
             for part in _batches(ids):
-                q = _chunks_with_paths().where(t.chunks.c.id.in_(part))
-                for r in conn.execute(q):
+                for r in conn.execute(q0.where(t.chunks.c.id.in_(part))):
                     out[r.id] = _chunk_record(r)
+        return out
+
+    def chunk_texts(self, ids: Iterable[str]) -> dict[str, str]:
+        ids = list(ids)
+        out: dict[str, str] = {}
+        with self.engine.connect() as conn:
+            for part in _batches(ids):
+                q = select(t.chunks.c.id, t.chunks.c.text).where(t.chunks.c.id.in_(part))
+                out.update({r.id: r.text for r in conn.execute(q)})
         return out
 
     def chunks_of_notes(self, paths: Iterable[str]) -> dict[str, list[ChunkRecord]]:
@@ -457,6 +524,7 @@ def _note_values(w: NoteWrite, embed_model: str) -> dict[str, Any]:
         warnings=list(note.warnings),
         private=note.private,
         frontmatter_error=note.frontmatter_error,
+        language=w.language,
         embed_model=embed_model,
         indexed_at=time.time(),
     )
@@ -540,6 +608,27 @@ def _delete_notes(conn: Connection, paths: list[str]) -> list[str]:
     return removed
 
 
+def _keep_versions(conn: Connection, paths: list[str], new: set[str]) -> None:
+    """Before a write replaces or deletes the notes at `paths`: copy their chunks that it
+    drops (all but `new`) into chunk_versions, in the write's transaction, so a note page can
+    show a passage as an older answer cited it. A chunk id dropped again (a revert, then an
+    edit) replaces its row: idempotent, the newest drop wins."""
+    dropped: list[str] = []
+    for part in _batches(sorted(set(paths))):
+        q = select(t.chunks.c.id).join(t.notes, t.notes.c.id == t.chunks.c.note_id)
+        dropped += [i for i in conn.execute(q.where(t.notes.c.path.in_(part))).scalars()
+                    if i not in new]
+    cv, c = t.chunk_versions, t.chunks
+    for part in _batches(dropped):
+        conn.execute(delete(cv).where(cv.c.chunk_id.in_(part)))
+        rows = (select(c.c.id, t.notes.c.path, c.c.text, c.c.text_hash, c.c.heading, c.c.page,
+                       c.c.sources, literal(time.time(), Float))
+                .join(t.notes, t.notes.c.id == c.c.note_id).where(c.c.id.in_(part)))
+        conn.execute(insert(cv).from_select(
+            ["chunk_id", "note_path", "text", "text_hash", "heading", "page", "sources",
+             "dropped_at"], rows))
+
+
 def _bump_generation(conn: Connection) -> None:
     """A counter that changes with every registry write, for cache keys."""
     n = conn.execute(update(t.meta).where(t.meta.c.key == "generation")
@@ -561,7 +650,7 @@ def _chunks_with_paths() -> Any:
 
 
 def _chunk_record(r: Any) -> ChunkRecord:
-    return ChunkRecord(id=r.id, note_path=r.path, ordinal=r.ordinal, text=r.text,
+    return ChunkRecord(id=r.id, note_path=r.path, ordinal=r.ordinal, text=r._mapping.get("text", ""),
                        text_hash=r.text_hash, heading_path=tuple(r.heading or ()), page=r.page,
                        span=(r.span_start, r.span_end), tokens=r.tokens,
                        sources=None if r.sources is None else tuple(r.sources))

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Generic, Literal, TypeVar
 import numpy as np
 
 from engine.index import Index
-from engine.language import note_language, question_language
+from engine.language import NOTE_LANGUAGE_CHUNKS, language_of_texts, question_language
 from engine.models import ChunkRecord, Hit, Scope
 from engine.provenance import sources_of, visible
 from engine.registry import NoteInfo
@@ -24,7 +24,6 @@ if TYPE_CHECKING:  # engine.rerank loads the Ollama client, which plain retrieva
 
 Mode = Literal["dense", "lexical", "hybrid"]
 MODES: tuple[Mode, ...] = ("dense", "lexical", "hybrid")
-NOTE_LANGUAGE_CHUNKS = 50  # a note's language is judged on its first chunks (long PDFs)
 
 
 @dataclass(frozen=True)
@@ -90,8 +89,9 @@ class LRU(Generic[V]):
 
 
 def language_of_chunks(chunks: list[ChunkRecord]) -> str:
-    """A note's language, judged on its first chunks in order (long PDFs)."""
-    return note_language("\n".join(c.text for c in chunks[:NOTE_LANGUAGE_CHUNKS]))
+    """A note's language, judged on its first chunks in order (long PDFs); what sync stores
+    in notes.language."""
+    return language_of_texts(c.text for c in chunks[:NOTE_LANGUAGE_CHUNKS])
 
 
 def normalize_query(q: str) -> str:
@@ -126,7 +126,8 @@ class Retriever:
         self.rerank_pool = rerank_pool  # the reranker sees k * rerank_pool candidates
         self.query_vectors: LRU[np.ndarray] = LRU(query_cache_size)  # layer 1: query embeddings
         self.results: LRU[tuple[Hit, ...]] = LRU(result_cache_size)  # layer 2: per index generation
-        self.note_languages: LRU[str] = LRU(8192)  # (path, version, hash) -> language, for fusion
+        # (path, version, hash) -> language, for notes synced before sync stored it
+        self.note_languages: LRU[str] = LRU(8192)
 
     def generation(self) -> str:
         """Changes whenever the index changes, so cached results never outlive their data."""
@@ -191,9 +192,9 @@ class Retriever:
                 origin.setdefault(cid, set()).add("lexical")
             if mode == "lexical":
                 scores = dict(lexical)
-        # Every candidate's record and note, read once: the fusion rule needs the best keyword
-        # hit's note, and the hits below need the rest.
-        records = self.index.registry.chunks_by_id(list(origin))
+        # Every candidate's record (but its text) and note, read once: the fusion rule needs the
+        # best keyword hit's note, and the hits below need the rest. Only the hits' text is read.
+        records = self.index.registry.chunks_by_id(list(origin), text=False)
         notes = self.index.registry.note_info({r.note_path for r in records.values()})
         if mode == "hybrid":
             rrf_k = cfg.rrf_k
@@ -232,6 +233,9 @@ class Retriever:
                             sources_of(rec, info)))
             if len(hits) >= want:
                 break
+        if hits:
+            texts = self.index.registry.chunk_texts([h.chunk_id for h in hits])
+            hits = [replace(h, text=texts[h.chunk_id]) for h in hits if h.chunk_id in texts]
         if self.reranker is not None and hits:
             t = time.perf_counter()
             hits = self.reranker(query, hits)[:k]
@@ -249,7 +253,7 @@ class Retriever:
         info = notes.get(top.note_path) if top is not None else None
         if top is None or info is None:
             return None
-        return self.language_of_note(top.note_path, info.version, info.content_hash) == lang
+        return self.languages_of_notes([info])[info.path] == lang
 
     def _impute_foreign(self, lang: str, rankings: list[tuple[list[str], float]], rrf_k: int,
                         records: dict[str, ChunkRecord], notes: dict[str, NoteInfo],
@@ -264,8 +268,13 @@ class Retriever:
                 scores[rec.id] = (dense_w + self.config.impute_foreign * lexical_w) / (rrf_k + rank)
 
     def languages_of_notes(self, infos: list[NoteInfo]) -> dict[str, str]:
-        """`language_of_note` for many notes."""
-        return self._languages({i.path: (i.path, i.version, i.content_hash) for i in infos})
+        """Each note's language: the one sync stored, or for a note stored before sync did
+        (NULL until the next sync fills it), `language_of_note`."""
+        out = {i.path: i.language for i in infos if i.language is not None}
+        if len(out) < len(infos):
+            out.update(self._languages({i.path: (i.path, i.version, i.content_hash)
+                                        for i in infos if i.language is None}))
+        return out
 
     def language_of_note(self, path: str, version: int, content_hash: str = "") -> str:
         """'ko' or 'en' for a whole note. A single chunk misleads: Korean notes hold chunks that

@@ -49,6 +49,10 @@ notes = Table(
     Column("version", Integer, nullable=False, default=1),
     Column("embed_model", String(200), nullable=False),
     Column("indexed_at", Float, nullable=False),
+    # 'ko' or 'en', judged at sync on the note's first chunks (engine/language.py) for adaptive
+    # fusion; NULL in rows from before it was stored: retrieval then judges it itself, and the
+    # next sync fills it in from the stored chunks.
+    Column("language", String(8), nullable=True),
 )
 
 chunks = Table(
@@ -147,4 +151,77 @@ query_log = Table(
     Column("error", Text, nullable=True),
     Column("feedback", Integer, nullable=True),  # +1 / -1
     Column("feedback_note", Text, nullable=True),
+)
+
+# The keyword index in PostgreSQL (engine/pg_keywords.py, VAULTBOT_KEYWORDS=postgres), so that
+# several serve processes share one. Created on every backend (so one schema.metadata describes
+# every registry); only used, and only filled, on PostgreSQL. Derived data: repair re-adds it.
+keyword_state = Table(
+    "keyword_state",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),  # one row, id 1
+    Column("tokenizer", String(64), nullable=False),
+    # Bumped in the same transaction as every write (retrieval's result cache keys on it); the
+    # row is also the writers' lock.
+    Column("generation", BigInteger, nullable=False),
+    Column("n_docs", BigInteger, nullable=False),
+    Column("total_len", BigInteger, nullable=False),  # BM25's average length = total_len / n_docs
+)
+
+keyword_terms = Table(
+    "keyword_terms",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("term", Text, nullable=False, unique=True),
+)
+
+# Distinct (note path, tags, private) combinations, which scopes are judged on (as the local
+# index's metas): one row per note state, not per chunk.
+keyword_metas = Table(
+    "keyword_metas",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("key", String(64), nullable=False, unique=True),  # sha256 of the three below
+    Column("note_path", String(1024), nullable=False),
+    Column("tags", JSON, nullable=False),
+    Column("private", Boolean, nullable=False),
+)
+
+keyword_docs = Table(
+    "keyword_docs",
+    metadata,
+    Column("chunk_id", String(32), primary_key=True),
+    Column("meta_id", Integer, nullable=False),
+    Column("length", Integer, nullable=False),  # tokens, for BM25's length normalisation
+)
+
+# One row per (term, chunk): a query reads only its terms' rows through the primary key, with
+# what BM25 needs denormalised into them (the chunk's length and meta) so no join is needed.
+keyword_postings = Table(
+    "keyword_postings",
+    metadata,
+    Column("term_id", Integer, primary_key=True, autoincrement=False),
+    Column("chunk_id", String(32), primary_key=True),
+    Column("tf", Integer, nullable=False),
+    Column("length", Integer, nullable=False),
+    Column("meta_id", Integer, nullable=False),
+    Index("ix_keyword_postings_chunk", "chunk_id"),
+)
+
+# Superseded chunk text, kept VAULTBOT_KEEP_VERSIONS_DAYS after a sync dropped it (in the same
+# transaction), so a note page opened from an older answer can show the passage as it was
+# cited (vaultbot/web/routes_note.py, under the provenance rule of today). Optional for a
+# read-only registry (engine.migrations.OPTIONAL_TABLES): without it nothing is shown as kept.
+chunk_versions = Table(
+    "chunk_versions",
+    metadata,
+    Column("chunk_id", String(32), primary_key=True),
+    Column("note_path", String(1024), nullable=False),
+    Column("text", Text, nullable=False),
+    Column("text_hash", String(64), nullable=False),
+    Column("heading", JSON, nullable=False),
+    Column("page", Integer, nullable=True),
+    Column("sources", JSON, nullable=True),
+    Column("dropped_at", Float, nullable=False),
+    Index("ix_chunk_versions_dropped", "dropped_at"),
 )

@@ -9,7 +9,9 @@ from __future__ import annotations
 # table. An older registry is upgraded by engine/migrations when opened for writing (a SQLite
 # file is backed up first); a newer one is refused (engine.migrations.RegistryTooNew).
 # tests/test_migrations.py checks that this is the head of engine/migrations/versions/.
-REGISTRY_SCHEMA = "0001"
+# 0002: notes.language (judged at sync), the keyword tables of VAULTBOT_KEYWORDS=postgres.
+# 0003: chunk_versions (superseded chunk text for the note pages, VAULTBOT_KEEP_VERSIONS_DAYS).
+REGISTRY_SCHEMA = "0003"
 
 # What parsing and chunking make of a note, stored in the registry's `meta` table ("pipeline",
 # with the chunk size). Bump when a note would yield other chunks: every note is then

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from engine.index import Index
+from engine.language import language_of_texts
 from engine.models import ChunkDraft, ChunkRecord, ParsedNote, chunk_id, sha256_hex
 from engine.names import nfc
 from engine.registry import NoteInfo, NoteState, NoteWrite, SkipState
@@ -84,6 +85,11 @@ def _stamp_of(st: os.stat_result) -> tuple[int, int, int, int]:
 
 def _stamp(skip: SkipState) -> tuple[int, int, int | None, int | None]:
     return skip.size, skip.mtime_ns, skip.mode, skip.ctime_ns
+
+
+def _language(chunks: list[ChunkRecord]) -> str:
+    """The note's language as retrieval judges it, from its chunks in order."""
+    return language_of_texts(c.text for c in sorted(chunks, key=lambda c: c.ordinal))
 
 
 def chunk_sources(note: ParsedNote, draft: ChunkDraft) -> tuple[str, ...]:
@@ -286,6 +292,16 @@ class Indexer:
             self._notify(set(gone))
         # Skips of files that no longer exist are forgotten.
         reg.forget_skips(p for p in skips if p not in files and p not in twins)
+        self._fill_languages()
+
+    def _fill_languages(self, batch: int = 500) -> None:
+        """Notes stored before sync judged their language (an upgraded registry) get it from
+        their stored chunks: no parsing, no embedding."""
+        reg = self.index.registry
+        todo = reg.notes_without_language()
+        for i in range(0, len(todo), batch):
+            chunks = reg.chunks_of_notes(todo[i : i + batch])
+            reg.set_languages({p: _language(cs) for p, cs in chunks.items()})
 
     def _walk(self, stats: SyncStats) -> tuple[dict[str, tuple[int, int]], set[str]]:
         """Every candidate file under its canonical (NFC) path, with its size and mtime. Paths
@@ -382,7 +398,8 @@ class Indexer:
         }
         index.put_chunks([c for _, _, recs in group for c in recs], infos, vectors)
         removed = index.registry.write_notes(
-            [NoteWrite(note, w.content_hash, w.size, w.mtime_ns, recs, w.moved_from)
+            [NoteWrite(note, w.content_hash, w.size, w.mtime_ns, recs, w.moved_from,
+                       _language(recs))
              for w, note, recs in group], index.model)
         for w, _, _ in group:
             if w.moved_from:

@@ -112,18 +112,24 @@ def _discord(app: App, api: FastAPI) -> Callable[[], None] | None:
 
 
 def purge_expired(app: App, now: float | None = None) -> dict[str, int]:
-    """Apply the retention settings: delete query-log rows older than VAULTBOT_QUERYLOG_DAYS
-    and cached answers older than VAULTBOT_CACHE_TTL_HOURS. Returns what was deleted."""
+    """Apply the retention settings: delete query-log rows older than VAULTBOT_QUERYLOG_DAYS,
+    cached answers older than VAULTBOT_CACHE_TTL_HOURS and superseded chunk text older than
+    VAULTBOT_KEEP_VERSIONS_DAYS. Returns what was deleted; "chunk_versions" only when some
+    were (`vaultbot purge --json` keeps printing the two keys it always printed)."""
     now = time.time() if now is None else now
     counts = {"query_log": app.querylog.purge(app.settings.querylog_days * 86400, now=now),
               "answer_cache": app.answer_cache.purge_expired(now=now)}
+    versions = app.index.registry.purge_versions(app.settings.keep_versions_days * 86400, now=now)
+    if versions:
+        counts["chunk_versions"] = versions
     _flush_wal(app.index.registry)
     return counts
 
 
 def purge_all(app: App) -> dict[str, int]:
     """Delete the whole query log and answer cache. The embedding cache stays: it holds
-    vectors of note text, nothing about questions."""
+    vectors of note text, nothing about questions; so do superseded chunks (note text, for the
+    links already handed out), until VAULTBOT_KEEP_VERSIONS_DAYS (docs/security.md)."""
     counts = {"query_log": app.querylog.clear(), "answer_cache": app.answer_cache.clear()}
     _flush_wal(app.index.registry)
     return counts
@@ -153,8 +159,8 @@ def start_purge_schedule(app: App, clock: Callable[[], float] = time.time) -> An
             log.exception("scheduled purge failed")
             return
         if any(counts.values()):
-            log.info("purged %d query-log rows and %d cached answers",
-                     counts["query_log"], counts["answer_cache"])
+            log.info("purged %d query-log rows, %d cached answers and %d superseded chunks",
+                     counts["query_log"], counts["answer_cache"], counts.get("chunk_versions", 0))
 
     scheduler = BackgroundScheduler(daemon=True)
     scheduler.add_job(purge, "interval", hours=PURGE_HOURS, id="purge", max_instances=1,

@@ -86,6 +86,10 @@ class Settings(BaseSettings):
     querylog_days: float = Field(
         30.0, ge=0.0, description="Days a question stays in the query log; 0: never logged."
     )
+    keep_versions_days: int = Field(
+        14, ge=0, le=3650, description="Days the text of a superseded chunk is kept for the note "
+        "pages of older answers (purged hourly by serve and watch); 0: kept until the next purge."
+    )
 
     # --- links in citations
     note_url: str = Field(

@@ -11,7 +11,8 @@
 - A read-only registry (SQLite opened `immutable=1`) is never migrated. If it is older than the
   head it is read anyway when it has every table and column this code reads (the usual case: a
   registry from just before a release that only added things), and otherwise refused with
-  `RegistryOutdated`, which says to open it once with write access.
+  `RegistryOutdated`, which says to open it once with write access. Tables in `OPTIONAL_TABLES`
+  may be missing there: reading needs none of them, and `Registry` treats them as empty.
 
 Adding a migration:
 1. Change `engine/schema.py`.
@@ -48,6 +49,9 @@ log = logging.getLogger(__name__)
 SCRIPTS = Path(__file__).resolve().parent
 LEGACY = "legacy"  # the revision of a registry from before migrations
 _PG_LOCK_KEY = 0x7662_6D67  # "vbmg": one migrator at a time (sync/lock.py uses another key)
+# Tables a read-only registry may lack and still be read: only writes fill them, and what reads
+# them does without (chunk_versions: a note page then says the cited text is no longer kept).
+OPTIONAL_TABLES = frozenset({"chunk_versions"})
 
 
 class RegistryVersionError(RuntimeError):
@@ -100,18 +104,21 @@ def upgrade(engine: Engine, url: str, sqlite_file: Path | None) -> None:
         _run(conn, "head")
 
 
-def check_readable(engine: Engine, url: str) -> None:
-    """For a registry that must not be written: refuse what cannot be read correctly."""
+def check_readable(engine: Engine, url: str) -> frozenset[str]:
+    """For a registry that must not be written: refuse what cannot be read correctly. Returns
+    the `OPTIONAL_TABLES` it lacks (to be read as empty)."""
     with engine.connect() as conn:
         found = stored_revision(conn)
         if found == REGISTRY_SCHEMA:
-            return
+            return frozenset()
         _refuse_unknown(found, url)
         from engine.schema import metadata
 
         insp = inspect(conn)
         have = set(insp.get_table_names())
-        missing = [f"table {t.name}" for t in metadata.sorted_tables if t.name not in have]
+        absent = frozenset(OPTIONAL_TABLES - have)
+        missing = [f"table {t.name}" for t in metadata.sorted_tables
+                   if t.name not in have and t.name not in absent]
         for table in metadata.sorted_tables:
             if table.name in have:
                 cols = {c["name"] for c in insp.get_columns(table.name)}
@@ -125,6 +132,7 @@ def check_readable(engine: Engine, url: str) -> None:
             "wrote it")
     log.warning("the registry at %s is at schema %s, older than this vaultbot's %s, and read-only "
                 "here: reading it without upgrading", redact_url(url), found, REGISTRY_SCHEMA)
+    return absent
 
 
 def known_revisions() -> set[str]:
