@@ -513,3 +513,21 @@ async def test_a_queued_question_shows_its_place_in_line(fake, index, fake_ollam
         await fake.wait_call("POST", THREAD, after=start)
     final = [c for c in fake.calls[start:] if c.method == "PATCH" and has_embeds(c)][-1]
     assert final.json["embeds"][0]["description"] == A1
+
+
+async def test_sources_link_the_note_page_when_serve_makes_one(fake, index, fake_ollama) -> None:
+    """With note pages, the final embed Discord receives links each source to its page (a
+    masked link Discord makes clickable) and keeps the obsidian:// address beside it."""
+    fake_ollama.responder = lambda *a: "The launch is on December 4 [1]."
+    asker = make_asker(index, fake_ollama,
+                       page_link=lambda c, scope: f"https://vault.example.ts.net/n/t{c.n}#cited")
+    async with running(fake, asker):
+        start = len(fake.calls)
+        await fake.ask(Q1)
+        await until(lambda: any(c.method == "PATCH" and has_embeds(c) for c in fake.calls[start:]))
+        final = [c for c in fake.calls[start:] if c.method == "PATCH" and has_embeds(c)][-1]
+        sources = next(e for e in final.json["embeds"] if e.get("title") == SOURCES_TITLE)
+        values = [f["value"] for f in sources["fields"]]
+        assert values and all("](https://vault.example.ts.net/n/t" in v for v in values), values
+        assert all("obsidian://open?" in v for v in values), values
+    assert fake.errors() == []

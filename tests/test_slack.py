@@ -697,3 +697,21 @@ def test_a_queued_question_shows_its_place_in_the_thread_status(index, fake_slac
         b.settle(1)
         [answer] = b.answers("C1", ts)
     assert "December 4" in sections(answer, "vb_answer")[0]
+
+
+def test_sources_link_the_note_page_when_serve_makes_one(index, fake_slack, fake_ollama) -> None:
+    """With note pages (VAULTBOT_PUBLIC_URL or serve's address), the message Slack receives
+    links each source to its page first and keeps "Open in Obsidian" beside it."""
+    fake_ollama.responder = lambda *a: LAUNCH
+    gen = OllamaGenerator(fake_ollama.url, first_token_timeout=10)
+    asker = Asker(Retriever(index), gen, vault_name="vault",
+                  page_link=lambda c, scope: f"https://vault.example.ts.net/n/t{c.n}#cited")
+    with Bot(index, fake_slack, fake_ollama, asker=asker) as b:
+        ts = b.mention("When is the vaultbot launch?")
+        b.settle(1)
+        [answer] = b.answers("C1", ts)
+        lines = source_lines(answer)
+        assert lines and all("<https://vault.example.ts.net/n/t" in line for line in lines), lines
+        assert all("Open in Obsidian>" in line and "obsidian://open?" in line for line in lines)
+        page = lines[0].index("https://vault.example.ts.net/n/")
+        assert page < lines[0].index("obsidian://open?")
