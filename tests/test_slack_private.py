@@ -5,15 +5,12 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
 import pytest
-from corpus import copy_vault
 from fakes.slack_api import APP_TOKEN, BOT_TOKEN, FakeSlack
-from helpers import build
 from test_slack import LAUNCH, Bot, sections
 
 from bot.access import Access
@@ -23,20 +20,6 @@ from engine.answer import Asker
 from engine.llm.ollama import OllamaGenerator
 from engine.querylog import QueryLog
 from engine.retrieve import Retriever
-
-
-@pytest.fixture(scope="module")
-def index(tmp_path_factory: pytest.TempPathFactory, usem3):
-    tmp: Path = tmp_path_factory.mktemp("slack_private")
-    idx, indexer = build(copy_vault("example", tmp), tmp / "data", usem3)
-    indexer.sync()
-    return idx
-
-
-@pytest.fixture
-def fake_slack() -> Iterator[FakeSlack]:
-    with FakeSlack() as server:
-        yield server
 
 
 def command_fields(slack: FakeSlack, text: str, *, channel: str = "C1",

