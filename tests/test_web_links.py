@@ -229,6 +229,22 @@ def test_rotation_revokes_every_link_in_a_running_signer(tmp_path: Path) -> None
         LinkSigner(DataDirKey(tmp_path), 30).verify(old)
 
 
+def test_the_rotate_command_revokes_links(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """`vaultbot rotate-link-key` is how an owner revokes every link handed out."""
+    from vaultbot.cli import main
+
+    data = tmp_path / "data"
+    signer = LinkSigner(DataDirKey(data), 30)
+    old = signer.sign("A.md", None, None, Scope())
+    monkeypatch.setenv("VAULTBOT_DATA_DIR", str(data))
+    assert main(["rotate-link-key"]) == 0
+    assert "no longer open" in capsys.readouterr().out
+    with pytest.raises(LinkTampered):
+        signer.verify(old)
+    assert stat.S_IMODE((data / KEY_FILE).stat().st_mode) == 0o600
+
+
 def test_a_corrupt_key_file_is_a_clear_error(tmp_path: Path) -> None:
     (tmp_path / KEY_FILE).write_text("short")
     os.chmod(tmp_path / KEY_FILE, 0o600)

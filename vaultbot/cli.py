@@ -112,6 +112,10 @@ def _parser() -> argparse.ArgumentParser:
                         "running serve keeps its in-memory caches until it restarts")
     s.add_argument("--json", action="store_true")
 
+    sub.add_parser("rotate-link-key", parents=[common],
+                   help="replace the key that signs note-page links: every link handed out "
+                        "before stops opening (a running serve follows at once)")
+
     add_eval_parser(sub, common)
     add_bench_parser(sub, common)
     return p
@@ -535,6 +539,14 @@ def cmd_purge(app: App, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_rotate_link_key(app: App, args: argparse.Namespace) -> int:
+    from vaultbot.web.links import rotate_key
+
+    rotate_key(app.data_dir)
+    print("note-page links signed before now no longer open; answers from now on carry new ones")
+    return 0
+
+
 def _snippet(text: str, n: int = 160) -> str:
     flat = " ".join(text.split())
     return flat if len(flat) <= n else flat[: n - 1] + "…"
@@ -548,6 +560,7 @@ COMMANDS: dict[str, Callable[[App, argparse.Namespace], int]] = {
     "ask": cmd_ask,
     "stats": cmd_stats,
     "purge": cmd_purge,
+    "rotate-link-key": cmd_rotate_link_key,
     "serve": cmd_serve,
     "mcp": cmd_mcp,
     "doctor": cmd_doctor,
