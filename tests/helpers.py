@@ -5,6 +5,7 @@ chmod 000 stop reads when the tests run as root."""
 from __future__ import annotations
 
 import ctypes
+import io
 import os
 import socket
 import threading
@@ -198,3 +199,27 @@ def assert_discord_cites_meetings_only(final: Any, fake_ollama: Any) -> None:
     chats = [r.json for r in fake_ollama.requests if r.path == "/api/chat"]
     prompt = chats[-1]["messages"][-1]["content"]
     assert "Weekly sync" in prompt and "Vaultbot launch ›" not in prompt
+
+
+def make_pdf(path: Path, lines: list[str], size: tuple[float, float] = (612, 792),
+              rotation: int = 0) -> Path:
+    """A real PDF with a text layer, written with PDFium itself (Helvetica, one line each)."""
+    import pypdfium2 as pdfium
+    import pypdfium2.raw as raw
+
+    pdf = pdfium.PdfDocument.new()
+    page = pdf.new_page(*size)
+    for n, line in enumerate(lines):
+        obj = raw.FPDFPageObj_NewTextObj(pdf.raw, b"Helvetica", ctypes.c_float(14))
+        text = ctypes.create_string_buffer((line + "\x00").encode("utf-16-le"))
+        assert raw.FPDFText_SetText(obj, ctypes.cast(text, raw.FPDF_WIDESTRING))
+        raw.FPDFPageObj_Transform(obj, 1, 0, 0, 1, 72, size[1] - 100 - 30 * n)
+        raw.FPDFPage_InsertObject(page.raw, obj)
+    raw.FPDFPage_GenerateContent(page.raw)
+    if rotation:
+        page.set_rotation(rotation)
+    buf = io.BytesIO()
+    pdf.save(buf)
+    pdf.close()
+    path.write_bytes(buf.getvalue())
+    return path

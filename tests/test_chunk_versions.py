@@ -17,7 +17,7 @@ from typing import Any
 
 import httpx
 import pytest
-from helpers import build, close_index
+from helpers import build, close_index, make_pdf
 from sqlalchemy import create_engine, func, select, update
 
 # The migration helpers (and the read-only mount fixture) are test_migrations.py's.
@@ -339,3 +339,21 @@ def test_read_only_registry_without_the_table_is_read(
         assert reg.purge_versions(0) == 0
     finally:
         reg.close()
+
+
+@pytest.mark.parametrize("registry_url", ["sqlite"], indirect=True)
+async def test_pdf_page_shows_the_passage_as_cited(synced: tuple[Path, Index, Indexer]) -> None:
+    """A PDF's page, too, says the cited text changed and shows it as it was cited."""
+    vault, index, indexer = synced
+    old, new = "The budget was approved on the ninth of March.", "The budget is on hold."
+    make_pdf(vault / "report.pdf", [old])
+    indexer.sync()
+    signer = LinkSigner(b"p" * 32)
+    url = _link(signer, _chunk(index, "report.pdf", "ninth of March"))
+    make_pdf(vault / "report.pdf", [new])
+    indexer.sync()
+    async with _client(vault, index, signer) as client:
+        page = (await client.get(url)).text
+    assert NOTICE in page and NOT_KEPT not in page
+    notice = page.split('<aside class="notice"', 1)[1].split("</aside>", 1)[0]
+    assert "ninth of March" in notice

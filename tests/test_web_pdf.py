@@ -5,7 +5,6 @@ absurd page sizes, and the byte-bounded LRU of rendered pages."""
 
 from __future__ import annotations
 
-import ctypes
 import io
 import os
 import shutil
@@ -17,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from corpus import PDFS, need_corpus
+from helpers import make_pdf
 
 from vaultbot.web.pdf_page import (
     MAX_HEIGHT,
@@ -37,30 +37,6 @@ LINES = [
     "The launch moves to March after the security review.",
     "Hiring stays flat until the budget is approved.",
 ]
-
-
-def _make_pdf(path: Path, lines: list[str], size: tuple[float, float] = (612, 792),
-              rotation: int = 0) -> Path:
-    """A real PDF with a text layer, written with PDFium itself (Helvetica, one line each)."""
-    import pypdfium2 as pdfium
-    import pypdfium2.raw as raw
-
-    pdf = pdfium.PdfDocument.new()
-    page = pdf.new_page(*size)
-    for n, line in enumerate(lines):
-        obj = raw.FPDFPageObj_NewTextObj(pdf.raw, b"Helvetica", ctypes.c_float(14))
-        text = ctypes.create_string_buffer((line + "\x00").encode("utf-16-le"))
-        assert raw.FPDFText_SetText(obj, ctypes.cast(text, raw.FPDF_WIDESTRING))
-        raw.FPDFPageObj_Transform(obj, 1, 0, 0, 1, 72, size[1] - 100 - 30 * n)
-        raw.FPDFPage_InsertObject(page.raw, obj)
-    raw.FPDFPage_GenerateContent(page.raw)
-    if rotation:
-        page.set_rotation(rotation)
-    buf = io.BytesIO()
-    pdf.save(buf)
-    pdf.close()
-    path.write_bytes(buf.getvalue())
-    return path
 
 
 def decode_png(data: bytes) -> np.ndarray:
@@ -103,7 +79,7 @@ def _assert_highlight(plain: PageImage, marked: PageImage) -> None:
 
 
 def test_a_cited_line_is_highlighted(tmp_path: Path) -> None:
-    pdf = _make_pdf(tmp_path / "report.pdf", LINES)
+    pdf = make_pdf(tmp_path / "report.pdf", LINES)
     plain = render_page(pdf, 1)
     marked = render_page(pdf, 1, LINES[1])
     assert (marked.width, marked.page, marked.pages) == (WIDTH, 1, 1)
@@ -120,7 +96,7 @@ def test_a_cited_line_is_highlighted(tmp_path: Path) -> None:
 
 def test_the_cited_text_as_sync_cleaned_it_still_matches(tmp_path: Path) -> None:
     # Chunk text differs from the page's characters: joined lines, case, spacing, ligatures.
-    pdf = _make_pdf(tmp_path / "report.pdf", LINES)
+    pdf = make_pdf(tmp_path / "report.pdf", LINES)
     marked = render_page(pdf, 1, "the launch  moves to\nMARCH after the security review")
     assert len(marked.boxes) == 1
     both = render_page(pdf, 1, LINES[0] + "\n" + LINES[1])
@@ -135,7 +111,7 @@ def test_the_cited_text_as_sync_cleaned_it_still_matches(tmp_path: Path) -> None
 
 
 def test_a_rotated_page_is_highlighted_in_place(tmp_path: Path) -> None:
-    pdf = _make_pdf(tmp_path / "rotated.pdf", LINES, rotation=90)
+    pdf = make_pdf(tmp_path / "rotated.pdf", LINES, rotation=90)
     plain, marked = render_page(pdf, 1), render_page(pdf, 1, LINES[2])
     assert marked.width == WIDTH and marked.height < marked.width  # landscape now
     left, top, right, bottom = marked.boxes[0]
@@ -189,11 +165,11 @@ def test_encrypted_missing_pages_and_bad_files_are_clear_errors(tmp_path: Path) 
     need_corpus()
     with pytest.raises(EncryptedPdf, match="encrypted PDF"):
         render_page(PDFS / "encrypted-file.pdf", 1)
-    pdf = _make_pdf(tmp_path / "report.pdf", LINES)
+    pdf = make_pdf(tmp_path / "report.pdf", LINES)
     for page in (0, 2, -1):
         with pytest.raises(PageOutOfRange, match="it has 1"):
             render_page(pdf, page)
-    tall = _make_pdf(tmp_path / "tall.pdf", LINES, size=(100, 5000))
+    tall = make_pdf(tmp_path / "tall.pdf", LINES, size=(100, 5000))
     with pytest.raises(PageTooLarge):
         render_page(tall, 1)
     assert 5000 * WIDTH / 100 > MAX_HEIGHT
@@ -210,7 +186,7 @@ def test_encrypted_missing_pages_and_bad_files_are_clear_errors(tmp_path: Path) 
 
 
 def test_cache_is_an_lru_bounded_by_bytes(tmp_path: Path) -> None:
-    pdfs = [_make_pdf(tmp_path / f"{n}.pdf", [f"Page {n}: " + LINES[n % 3]]) for n in range(4)]
+    pdfs = [make_pdf(tmp_path / f"{n}.pdf", [f"Page {n}: " + LINES[n % 3]]) for n in range(4)]
     one = len(render_page(pdfs[0], 1).png)
     cache = PageCache(max_bytes=int(one * 2.5))
     first = cache.get(pdfs[0], 1)
@@ -239,7 +215,7 @@ def test_cache_is_an_lru_bounded_by_bytes(tmp_path: Path) -> None:
 def test_renders_alongside_sync_extraction_from_threads(tmp_path: Path) -> None:
     from sync.pdf import extract_pdf
 
-    pdf = _make_pdf(tmp_path / "report.pdf", LINES)
+    pdf = make_pdf(tmp_path / "report.pdf", LINES)
     errors: list[BaseException] = []
 
     def work(n: int) -> None:

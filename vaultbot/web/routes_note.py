@@ -170,14 +170,15 @@ def _cited_then(s: ApiState, cap: Capability, rules: Scope) -> str | None:
     return kept.text if paths <= shown else None
 
 
-def _pdf_page(s: ApiState, token: str, note: Note) -> str:
+def _pdf_page(s: ApiState, token: str, note: Note, cap: Capability, rules: Scope) -> str:
     page = note.cited.page if note.cited is not None and note.cited.page else 1
     body = note_page(
         title=note.info.title, body="",
         heading_path=note.cited.heading_path if note.cited is not None else (),
         modified=(s.vault / note.info.path).stat().st_mtime,  # type: ignore[operator]
         obsidian_url=obsidian_uri(getattr(s.asker, "vault_name", "vault"), note.info.path),
-        cited_then="(the text as cited is no longer kept)" if note.cited_changed else None,
+        cited_then=((_cited_then(s, cap, rules) or "(the text as cited is no longer kept)")
+                    if note.cited_changed else None),
     )
     esc = html.escape
     figure = (
@@ -206,7 +207,8 @@ async def note(token: str, request: Request) -> Response:
     s, cap, found, rules = opened
     try:
         if found.info.kind == "pdf" or found.info.path.lower().endswith(".pdf"):
-            return _html(await asyncio.to_thread(_pdf_page, s, token, found), _PDF_CSP)
+            return _html(await asyncio.to_thread(_pdf_page, s, token, found, cap, rules),
+                         _PDF_CSP)
         text = await asyncio.to_thread(_read, s.vault, found.info.path)  # type: ignore[arg-type]
         if text is None:  # deleted (or unreadable) before the next sync noticed: refused too
             return _unavailable()
