@@ -18,7 +18,6 @@ from test_discord import (  # noqa: F401 - fixtures
     chats,
     fake,
     has_embeds,
-    index,
     make_asker,
     running,
 )

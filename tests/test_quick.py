@@ -18,10 +18,9 @@ import pytest
 from fakes.discord_api import FakeDiscord
 from helpers import Server, synced_example
 from sqlalchemy import select
-from test_discord import ORIGINAL, fake, has_embeds, index, running  # noqa: F401 - fixtures
+from test_discord import ORIGINAL, fake, has_embeds, running  # noqa: F401 - fixtures
 from test_mask import MASK, SECRETS, secret_vault  # noqa: F401 - a fixture
 from test_slack import Bot as SlackBot
-from test_slack import fake_slack  # noqa: F401 - a fixture
 
 from bot.conversation import QUICK_LABEL
 from engine.answer import Asker, AskOptions, Done, Quick, Sources, Token
