@@ -368,6 +368,21 @@ class _Postings:
         return [(ids[i], float(scores[i])) for i in cand.tolist()]  # type: ignore[misc]
 
 
+def lex_docs(chunks: Sequence[_ChunkLike], notes: Mapping[str, _NoteLike]) -> list[LexDoc]:
+    """Registry chunks as keyword documents, for every keyword index: the note's title indexed
+    with each chunk (a search for a note's name finds it), scoped by the note's tags (with
+    unparseable frontmatter's words) and privacy; a chunk without its note is private."""
+    docs = []
+    for c in chunks:
+        note = notes.get(c.note_path)
+        title = note.title if note is not None else ""
+        text = f"{title}\n{c.embed_text}" if title else c.embed_text
+        tags = filter_tags(note) if note is not None else ()
+        private = bool(note.private) if note is not None else True
+        docs.append(LexDoc(c.id, text, c.note_path, tags, private))
+    return docs
+
+
 class LexicalIndex:
     """BM25 keyword index over chunks; persisted in SQLite at `path` (None: memory only).
 
@@ -480,15 +495,7 @@ class LexicalIndex:
     def upsert_chunks(self, chunks: Sequence[_ChunkLike], notes: Mapping[str, _NoteLike]) -> None:
         """Adapter for the engine's Index: registry chunks plus their notes' metadata. The note
         title is indexed with each chunk so that a search for a note's name finds it."""
-        docs = []
-        for c in chunks:
-            note = notes.get(c.note_path)
-            title = note.title if note is not None else ""
-            text = f"{title}\n{c.embed_text}" if title else c.embed_text
-            tags = filter_tags(note) if note is not None else ()
-            private = bool(note.private) if note is not None else True
-            docs.append(LexDoc(c.id, text, c.note_path, tags, private))
-        self.upsert(docs)
+        self.upsert(lex_docs(chunks, notes))
 
     def merge(self) -> None:
         """Fold pending updates into the compact base now (normally automatic)."""

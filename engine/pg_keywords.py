@@ -29,8 +29,8 @@ from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import Connection
 
 from engine.korean import TOKENIZERS, tokenize, tokenize_many
-from engine.lexical import DEFAULT_TOKENIZER, K1, B, LexDoc
-from engine.models import Scope, filter_tags
+from engine.lexical import DEFAULT_TOKENIZER, K1, B, LexDoc, lex_docs
+from engine.models import Scope
 
 if TYPE_CHECKING:
     from engine.models import ChunkRecord
@@ -107,15 +107,7 @@ class PgKeywordIndex:
     def upsert_chunks(self, chunks: Sequence[ChunkRecord], notes: Mapping[str, NoteInfo]) -> None:
         """As LexicalIndex.upsert_chunks: each chunk indexed with its note's title, and scoped
         by the note's tags (with unparseable frontmatter's words) and privacy."""
-        docs = []
-        for c in chunks:
-            note = notes.get(c.note_path)
-            title = note.title if note is not None else ""
-            body = f"{title}\n{c.embed_text}" if title else c.embed_text
-            tags = filter_tags(note) if note is not None else ()
-            private = bool(note.private) if note is not None else True
-            docs.append(LexDoc(c.id, body, c.note_path, tags, private))
-        self.upsert(docs)
+        self.upsert(lex_docs(chunks, notes))
 
     def upsert(self, docs: Iterable[LexDoc]) -> None:
         """Add or replace these chunks in one transaction (idempotent)."""
