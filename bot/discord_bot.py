@@ -66,7 +66,7 @@ from bot.render_discord import (
 )
 from engine.answer import Answer, Asker
 from engine.citations import cited_paths
-from engine.models import Turn
+from engine.models import Scope, Turn
 
 log = logging.getLogger(__name__)
 
@@ -370,14 +370,19 @@ class VaultbotDiscord(discord.Client):
         with self.inflight.track():
             await self._ask(interaction, question.strip(), private)
 
+    def _interaction_scope(self, interaction: discord.Interaction) -> Scope:
+        """The scope of a command's place: inside a thread, its parent channel's."""
+        channel = interaction.channel
+        place = channel.parent_id if isinstance(channel, discord.Thread) else interaction.channel_id
+        return self.conversation.scope(
+            user=str(interaction.user.id), channel=str(place) if place else None,
+            guild=str(interaction.guild_id) if interaction.guild_id else None)
+
     async def _ask(self, interaction: discord.Interaction, question: str, private: bool) -> None:
         channel = interaction.channel
         thread = channel if isinstance(channel, discord.Thread) else None
-        place = thread.parent_id if thread is not None else interaction.channel_id
         try:
-            scope = self.conversation.scope(
-                user=str(interaction.user.id), channel=str(place) if place else None,
-                guild=str(interaction.guild_id) if interaction.guild_id else None)
+            scope = self._interaction_scope(interaction)
         except AccessDenied as exc:
             await interaction.response.send_message(str(exc), ephemeral=True)
             return
@@ -423,12 +428,8 @@ class VaultbotDiscord(discord.Client):
         if self.inflight.draining:
             await interaction.response.send_message(RESTARTING, ephemeral=True)
             return
-        channel = interaction.channel
-        place = channel.parent_id if isinstance(channel, discord.Thread) else interaction.channel_id
         try:
-            scope = self.conversation.scope(
-                user=str(interaction.user.id), channel=str(place) if place else None,
-                guild=str(interaction.guild_id) if interaction.guild_id else None)
+            scope = self._interaction_scope(interaction)
         except AccessDenied as exc:
             await interaction.response.send_message(str(exc), ephemeral=True)
             return
