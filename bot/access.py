@@ -25,26 +25,52 @@ Example (docs/configuration.md describes every key):
         "445566": {folders: [Work/Team], tags: [public]}
     mcp: {folders: [Work]}   # AI clients over MCP (`vaultbot mcp`, /mcp); absent: `default`
     openai: {allow: false}   # /v1 (OpenAI-compatible); private notes never, on either
+
+Any other key is an error (a typo ignored could show what was meant to be hidden).
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import yaml
 
 from engine.models import Scope
 
+log = logging.getLogger(__name__)
+
 PLACES = ("mcp", "openai")  # front ends that are one place each (docs/clients.md)
+PLATFORMS = {"slack": ("channels", "users"), "discord": ("guilds", "channels", "users")}
+# Every key the file may hold at the top and in its sections: anything else is a load error,
+# since a typo (`privat:`) silently ignored could show notes meant to be hidden.
+TOP_KEYS = ("private", "default", *PLATFORMS, *PLACES)
+PRIVATE_KEYS = ("folders", "tags")
 
 
 RESPOND_TO = ("mentions", "thread")  # a channel's `respond_to:` (docs/configuration.md)
+RULE_KEYS = ("folders", "tags", "users", "allow", "respond_to")
 
 
 class AccessDenied(Exception):
     """This person may not ask here; the message is safe to show them."""
+
+
+@runtime_checkable
+class AccessRules(Protocol):
+    """What the front ends ask of the rules: an `Access`, or the `AccessFile` that follows its
+    file (bot/access_file.py; it raises `AccessBroken` while the file does not load)."""
+
+    def scope_for(self, platform: str, *, user: str, channel: str | None = None,
+                  guild: str | None = None) -> Scope: ...
+
+    def place_scope(self, place: str) -> Scope: ...
+
+    def respond_to(self, platform: str, channel: str | None) -> str: ...
+
+    def base_scope(self) -> Scope: ...
 
 
 @dataclass(frozen=True)
@@ -61,9 +87,7 @@ class Rule:
             return cls()
         if not isinstance(data, dict):
             raise ValueError(f"access file: {where} must be a mapping")
-        unknown = set(data) - {"folders", "tags", "users", "allow", "respond_to"}
-        if unknown:
-            raise ValueError(f"access file: {where} has unknown keys {sorted(unknown)}")
+        _known(data, where, RULE_KEYS)
         respond_to = data.get("respond_to")
         if respond_to not in (None, *RESPOND_TO):
             raise ValueError(f"access file: {where}.respond_to must be one of {list(RESPOND_TO)}")
@@ -74,6 +98,25 @@ class Rule:
             allow=bool(data.get("allow", True)),
             respond_to=respond_to,
         )
+
+
+def _section(value: Any, where: str, keys: tuple[str, ...] | None = None) -> dict[Any, Any]:
+    """`value` as a mapping (None: empty); ValueError naming `where` if it is not one, or if
+    `keys` is given and it holds a key not in it (the error lists the valid ones)."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ValueError(f"access file: {where} must be a mapping")
+    if keys is not None:
+        _known(value, where, keys)
+    return value
+
+
+def _known(data: dict[Any, Any], where: str, keys: tuple[str, ...]) -> None:
+    unknown = sorted(str(k) for k in data if k not in keys)
+    if unknown:
+        raise ValueError(f"access file: {where} has unknown keys {unknown}; "
+                         f"valid: {', '.join(keys)}")
 
 
 def _strs(value: Any, where: str) -> tuple[str, ...]:
@@ -94,26 +137,38 @@ class Access:
     rules: dict[str, Rule] = field(default_factory=dict)  # "slack:channel:C1", "discord:guild:1"
 
     @classmethod
-    def load(cls, path: Path | None) -> Access:
+    def load(cls, path: Path | None, *, allow_empty: bool = True) -> Access:
+        """The rules in `path` (None: no file, no rules); ValueError when they do not load.
+        An empty file (nothing but whitespace) is no rules with a warning, or, with
+        `allow_empty=False` (a re-read after a change: an editor may have truncated it and not
+        yet written it), an error; `{}` says "no rules" on purpose."""
         if path is None:
             return cls()
         try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        except (OSError, yaml.YAMLError) as exc:
+            text = path.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ValueError(f"cannot read access file {path}: {exc}") from exc
+        if not text.strip():
+            if not allow_empty:
+                raise ValueError(f"access file {path} is empty; write {{}} for no rules")
+            log.warning("access file %s is empty: no rules, every place sees the whole vault "
+                        "but private notes; write {} to say so on purpose", path)
+            return cls()
+        try:
+            data = yaml.safe_load(text) or {}
+        except yaml.YAMLError as exc:
             raise ValueError(f"cannot read access file {path}: {exc}") from exc
         return cls.from_dict(data)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Access:
-        if not isinstance(data, dict):
-            raise ValueError("access file: the top level must be a mapping")
-        private = data.get("private") or {}
+        data = _section(data, "the top level", TOP_KEYS)
+        private = _section(data.get("private"), "private", PRIVATE_KEYS)
         rules: dict[str, Rule] = {}
-        for platform, kinds in (("slack", ("channels", "users")),
-                                ("discord", ("guilds", "channels", "users"))):
-            section = data.get(platform) or {}
+        for platform, kinds in PLATFORMS.items():
+            section = _section(data.get(platform), platform, kinds)
             for kind in kinds:
-                for key, rule in (section.get(kind) or {}).items():
+                for key, rule in _section(section.get(kind), f"{platform}.{kind}").items():
                     name = f"{platform}:{kind[:-1]}:{key}"
                     rules[name] = Rule.parse(rule, name)
         for place in PLACES:  # no users there (a bearer token is no person), no private notes

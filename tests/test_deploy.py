@@ -41,7 +41,7 @@ def test_systemd_unit_runs_serve() -> None:
 def test_discord_checklist_matches_the_bot() -> None:
     import discord
 
-    from bot.discord_bot import INVITE_PERMISSIONS, invite_url
+    from bot.discord_bot import COMMANDS, INVITE_PERMISSIONS, invite_url
 
     app = yaml.safe_load((DEPLOY / "discord-app.yaml").read_text())
     assert app["permissions"]["integer"] == INVITE_PERMISSIONS.value
@@ -49,3 +49,4 @@ def test_discord_checklist_matches_the_bot() -> None:
     assert named.value == INVITE_PERMISSIONS.value
     assert app["invite_url"].replace("<APPLICATION_ID>", "42") == invite_url(42)
     assert set(app["scopes"]) == {"bot", "applications.commands"}
+    assert [c["name"] for c in app["commands"]] == list(COMMANDS)

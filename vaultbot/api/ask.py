@@ -48,7 +48,9 @@ def owner_view(request: Request, s: ApiState, folders: list[str], tags: list[str
     """(scope, mask, channel) for this request: the CLI's own view for the owner (the same
     scope and masking as its local path), the API's for everyone else."""
     if is_owner(request):
-        scope = terminal_scope(s.base, folders, tags, tuple(where.items()), private)
+        # --private needs no rules, as on the CLI's own path: a broken file does not stop it.
+        base = None if private else s.base_now(owner=True)
+        scope = terminal_scope(base, folders, tags, tuple(where.items()), private)
         return scope, s.mask if mask is None else mask, "cli"
     if private or mask is not None:
         raise HTTPException(403, "private and mask are for the vault's owner only")
@@ -73,6 +75,7 @@ async def ask(body: AskIn, request: Request, s: ApiState = Depends(state)) -> An
     opts = AskOptions(
         scope=scope, deep=body.deep, use_cache=body.use_cache,
         history=[Turn(t.question, t.answer) for t in body.history], channel=channel, mask=mask,
+        user="cli" if channel == "cli" else None,  # the owner's CLI through serve; else unknown
     )
     if not body.stream:
         answer = await s.asker.ask(body.question, opts)

@@ -9,6 +9,7 @@ from typing import Any
 
 from fastapi import HTTPException, Request
 
+from bot.access import AccessDenied
 from engine.answer import Asker
 from engine.index import Index
 from engine.models import Scope
@@ -38,15 +39,29 @@ class ApiState:
     rules: Callable[[], Scope] | None = None
     pages: Any = None  # vaultbot.web.pdf_page.PageCache, made on first use
 
+    def base_now(self, owner: bool = False) -> Scope:
+        """The base scope as the access file is now (`rules`, read per request), else `base`.
+        403 while the file does not load (fail closed): its error is told to the owner only."""
+        if self.rules is None:
+            return self.base
+        try:
+            return self.rules()
+        except Exception as exc:  # AccessBroken (bot/access_file.py), or anything: refuse
+            detail = str(exc) if isinstance(exc, AccessDenied) else "access rules unreadable"
+            if owner:
+                detail += f" ({getattr(exc, 'error', type(exc).__name__)})"
+            raise HTTPException(403, detail) from exc
+
     def scope_for(self, folders: list[str], tags: list[str], where: dict[str, str]) -> Scope:
         # Callers can narrow the base scope, never widen it.
+        base = self.base_now()
         if not (folders or tags or where):
-            return self.base
-        scope = self.base.narrowed(tuple(folders), tuple(tags))
+            return base
+        scope = base.narrowed(tuple(folders), tuple(tags))
         if scope is None:
             raise HTTPException(403, "those folders or tags are outside what this API may show")
         return replace(scope, include_private=False,
-                       frontmatter=tuple(sorted({**dict(self.base.frontmatter), **where}.items())))
+                       frontmatter=tuple(sorted({**dict(base.frontmatter), **where}.items())))
 
 
 def state(request: Request) -> ApiState:

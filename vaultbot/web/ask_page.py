@@ -78,6 +78,11 @@ SCRIPT = """\
     }
   }
 
+  async function failed(res) {  // the API's refusal text (a 403 says why), else the status
+    try { const d = (await res.json()).detail; if (typeof d === "string") return d; } catch (e) {}
+    return "Error " + res.status;
+  }
+
   async function ask(text) {
     const turn = el("section", "turn");
     const status = el("p", "status", "Searching\\u2026");
@@ -92,7 +97,7 @@ SCRIPT = """\
       body: JSON.stringify({question: text, history: history.slice(-10), stream: true}),
     });
     if (res.status === 401) { location.reload(); return; }
-    if (!res.ok || !res.body) { status.textContent = "Error " + res.status; status.className = "status error"; return; }
+    if (!res.ok || !res.body) { status.textContent = await failed(res); status.className = "status error"; return; }
     function handle(block) {
       let name = "message", data = "";
       for (const line of block.split("\\n")) {
@@ -141,7 +146,7 @@ SCRIPT = """\
     if (!q) return;
     const res = await fetch("search?" + new URLSearchParams({q: q, k: "8"}), {credentials: "same-origin"});
     results.replaceChildren();
-    if (!res.ok) { results.append(el("li", "error", "Error " + res.status)); return; }
+    if (!res.ok) { results.append(el("li", "error", await failed(res))); return; }
     for (const r of (await res.json()).results) {
       const li = el("li");
       li.append(el("strong", null, r.title + (r.heading ? " \\u203a " + r.heading.split(" > ").pop() : "")));
