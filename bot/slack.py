@@ -329,11 +329,12 @@ class SlackBot(SlackMiddleware, SlackPrivate, SlackHome, SlackFeedback):
         reply = StreamedReply(self, client, channel=channel, thread_ts=thread_ts, user=user, team=team)
         try:
             answered = await self.conversation.answer(question, reply, scope=scope,
-                                                      history=history, channel=f"slack:{channel}")
+                                                      history=history, channel=f"slack:{channel}",
+                                                      user=str(user) if user else None)
             if answered is not None and user:
                 link = (await self.annotate_link(client, channel, reply.placed_ts)
                         if reply.placed_ts else None)
-                self.remember(str(user), Asked(question, time.time(), link))
+                await self.asked(str(user), Asked(question, time.time(), link), answered.query_id)
         finally:
             if reacted:
                 await quietly(client.reactions_remove(

@@ -3,9 +3,11 @@ callable `vaultbot serve` injects: notes, last sync, skipped files, Ollama reach
 person's recent questions with links to their answers, and what the workspace's channels may
 see by the access file.
 
-Recent questions are kept in memory per person (bounded, newest first): the query log records
-no Slack user, and the permalink of an answer is known only here. They are gone after a
-restart."""
+Recent questions are read from the query log (engine/querylog.py `recent_for`): the person's
+own questions in Slack, newest first, with the permalink of the answer when it was posted in a
+thread or shared (`asked` stores it on the logged row), so they survive a restart. With the
+query log off (VAULTBOT_QUERYLOG_DAYS=0, nothing about questions is stored) they are kept in
+memory per person instead (bounded) and gone after a restart."""
 
 from __future__ import annotations
 
@@ -18,10 +20,12 @@ from typing import Any
 
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot.access import AccessDenied
 from bot.conversation import Conversation
 from bot.render_slack import escape_mrkdwn
 from bot.render_slack_views import Asked, home_view
 from bot.slack_stream import _NET_ERRORS, error_code
+from engine.querylog import QueryLog
 
 log = logging.getLogger("bot.slack")
 
@@ -56,14 +60,33 @@ class SlackHome:
     """App Home, as methods of the bot (SlackBot)."""
 
     conversation: Conversation
+    querylog: QueryLog | None
     status: Status | None
     _asked: OrderedDict[str, deque[Asked]]
     _spawn: Callable[[Coroutine[Any, Any, None]], None]
     _count: Callable[[], None]
 
+    def _logged(self) -> QueryLog | None:
+        """The query log App Home reads, when questions are logged."""
+        log_ = self.querylog
+        return log_ if log_ is not None and log_.enabled else None
+
+    async def asked(self, user: str, asked: Asked, query_id: int | None) -> None:
+        """`user` got (or shared) the answer logged as `query_id`: its permalink goes on the
+        logged row; without a query log, into memory."""
+        querylog = self._logged()
+        if querylog is None:
+            self.remember(user, asked)
+            return
+        try:
+            await asyncio.to_thread(querylog.set_link, query_id, asked.link)
+        except Exception as exc:  # the link only: never worth the answer
+            log.warning("slack: could not store the answer's link: %s", type(exc).__name__)
+
     def remember(self, user: str, asked: Asked) -> None:
-        """A question `user` asked (or an answer they shared), for their App Home."""
-        if not user:
+        """A question `user` asked (or an answer they shared), for their App Home, in memory:
+        only when there is no query log to read them from."""
+        if not user or self._logged() is not None:
             return
         recent = self._asked.setdefault(user, deque(maxlen=RECENT_PER_USER))
         self._asked.move_to_end(user)
@@ -95,9 +118,24 @@ class SlackHome:
                 status = await asyncio.to_thread(self.status)
             except Exception as exc:
                 log.warning("slack: the index status failed: %s", type(exc).__name__)
-        view = home_view(status, list(self._asked.get(user, ())),
-                         places(self.conversation.access), now=time.time())
+        try:
+            shown = places(self.conversation.access)
+        except AccessDenied as exc:  # the access file is broken now: say so, name no place
+            shown = [str(exc)]
+        view = home_view(status, await self._recent(user), shown, now=time.time())
         try:
             await client.views_publish(user_id=user, view=view)
         except _NET_ERRORS as exc:
             log.warning("slack: publishing App Home failed: %s", error_code(exc))
+
+    async def _recent(self, user: str) -> list[Asked]:
+        """`user`'s own recent questions in Slack, newest first (never another person's)."""
+        querylog = self._logged()
+        if querylog is None:
+            return list(self._asked.get(user, ()))
+        try:
+            rows = await asyncio.to_thread(querylog.recent_for, user, "slack", RECENT_PER_USER)
+        except Exception as exc:
+            log.warning("slack: reading recent questions failed: %s", type(exc).__name__)
+            return []
+        return [Asked(r["question"], r["at"], r["link"]) for r in rows]

@@ -118,6 +118,7 @@ class SlackPrivate:
     _spawn: Callable[[Coroutine[Any, Any, None]], None]
     _count: Callable[[], None]
     remember: Callable[[str, Asked], None]
+    asked: Callable[[str, Asked, int | None], Awaitable[None]]
     annotate_link: Callable[..., Awaitable[str | None]]
     _answer: Callable[..., Coroutine[Any, Any, None]]
 
@@ -154,7 +155,8 @@ class SlackPrivate:
                               thread_ts: str | None = None) -> None:
         reply = PrivateReply(self, client, channel=channel, user=user, question=question,
                              response_url=response_url, thread_ts=thread_ts)
-        await self.conversation.answer(question, reply, scope=scope, channel=f"slack:{channel}")
+        await self.conversation.answer(question, reply, scope=scope, channel=f"slack:{channel}",
+                                       user=user)
 
     # ---- the share button
 
@@ -191,7 +193,7 @@ class SlackPrivate:
             await respond(str(response_url), {"delete_original": True})
         if ts:
             link = await self.annotate_link(client, kept.channel, ts)
-            self.remember(user, Asked(kept.question, time.time(), link))
+            await self.asked(user, Asked(kept.question, time.time(), link), kept.query_id)
 
     # ---- the message shortcut
 

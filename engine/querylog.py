@@ -1,5 +1,7 @@
 """The query log: one row per question with stage timings, cache layer, model, sources,
-citation counts and feedback. `summary()` is what `vaultbot stats` prints."""
+citation counts and feedback, the answer shown, who asked (a chat user id, "cli"; none for the
+API, MCP and /v1) and the posted answer's permalink when known. `summary()` and `disliked()`
+are what `vaultbot stats` prints; `recent_for()` is a person's App Home."""
 
 from __future__ import annotations
 
@@ -7,7 +9,7 @@ import time
 from typing import Any
 
 import numpy as np
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import delete, func, insert, literal, select, update
 
 from engine import schema as t
 from engine.registry import Registry
@@ -26,6 +28,37 @@ class QueryLog:
         row.setdefault("at", time.time())
         with self.registry.engine.begin() as conn:
             return conn.execute(insert(t.query_log).values(**row)).inserted_primary_key[0]
+
+    def set_link(self, query_id: int | None, link: str | None) -> bool:
+        """The permalink of the posted (or shared) answer of a logged query, once known."""
+        if query_id is None or not link or not self.enabled:
+            return False
+        with self.registry.engine.begin() as conn:
+            n = conn.execute(update(t.query_log).where(t.query_log.c.id == query_id)
+                             .values(link=link)).rowcount
+        return n == 1
+
+    def recent_for(self, user: str, channel_prefix: str, limit: int = 10) -> list[dict[str, Any]]:
+        """`user`'s own latest questions asked at `channel_prefix` ("slack": `slack` and
+        `slack:<channel>`), newest first: question, at, link. Never another person's: no user,
+        no rows."""
+        if not user or "query_log.user" in self.registry.absent_tables:
+            return []
+        ql = t.query_log
+        q = (select(ql.c.question, ql.c.at, self._column("link"))
+             .where(ql.c.user == user,
+                    (ql.c.channel == channel_prefix) | ql.c.channel.startswith(f"{channel_prefix}:",
+                                                                             autoescape=True))
+             .order_by(ql.c.at.desc(), ql.c.id.desc()).limit(limit))
+        with self.registry.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(q)]
+
+    def _column(self, name: str) -> Any:
+        """An optional column (engine.migrations.OPTIONAL_COLUMNS) or NULL when an older
+        read-only registry lacks it."""
+        if f"query_log.{name}" in self.registry.absent_tables:
+            return literal(None).label(name)
+        return t.query_log.c[name]
 
     def feedback(self, query_id: int, value: int, note: str | None = None) -> bool:
         """Store 👍 (+1) or 👎 (-1) for a logged query; False if there is no such query."""
@@ -53,10 +86,12 @@ class QueryLog:
         return dict(r._mapping) if r else None
 
     def disliked(self, limit: int = 10) -> list[dict[str, Any]]:
-        """The latest 👎, newest first: when, where, the question, its sources and the reason
-        given (`vaultbot stats`), so the owner can fix the notes behind them."""
+        """The latest 👎, newest first: when, where, the question, the answer given, its
+        sources and the reason given (`vaultbot stats`), so the owner can fix the notes behind
+        them."""
         q = (select(t.query_log.c.id, t.query_log.c.at, t.query_log.c.channel,
-                    t.query_log.c.question, t.query_log.c.sources, t.query_log.c.feedback_note)
+                    t.query_log.c.question, self._column("answer"), t.query_log.c.sources,
+                    t.query_log.c.feedback_note)
              .where(t.query_log.c.feedback == -1)
              .order_by(t.query_log.c.at.desc(), t.query_log.c.id.desc()).limit(limit))
         with self.registry.engine.connect() as conn:

@@ -198,6 +198,9 @@ async def test_feedback_with_a_reason_is_stored(fake, index, fake_ollama) -> Non
         query_id = int(buttons[0]["custom_id"].rsplit(":", 1)[1])
         log = asker.querylog
         assert log is not None and log.get(query_id)["question"] == Q1
+        # Who asked and what they were answered, for `vaultbot stats`.
+        assert log.get(query_id)["user"] == str(fake.owner["id"])
+        assert log.get(query_id)["answer"] == "The launch is on December 4 [1]."
 
         up = await fake.click(message, buttons[0]["custom_id"])
         said = await fake.wait_call("POST", CALLBACK, after=start,

@@ -10,6 +10,7 @@ import os
 import time
 from pathlib import Path
 from types import SimpleNamespace
+from uuid import uuid4
 
 import pytest
 from test_slack import LAUNCH, Bot
@@ -89,8 +90,8 @@ def _write(path: Path, text: str) -> None:
     os.utime(path, ns=(before + 2_000_000_000, before + 2_000_000_000))  # a visible change
 
 
-def test_access_file_is_reloaded_and_a_bad_one_keeps_the_rules(index, fake_slack, fake_ollama,
-                                                               tmp_path, caplog) -> None:
+def test_access_file_is_reloaded_and_a_bad_one_refuses(index, fake_slack, fake_ollama,
+                                                        tmp_path, caplog) -> None:
     fake_ollama.responder = lambda *a: LAUNCH
     path = tmp_path / "access.yaml"
     _write(path, "slack:\n  channels:\n    C1: {folders: []}\n")
@@ -103,15 +104,21 @@ def test_access_file_is_reloaded_and_a_bad_one_keeps_the_rules(index, fake_slack
         b.settle(2)
         [refusal] = fake_slack.calls_to("chat.postEphemeral")
         assert "does not answer here" in refusal.args["text"]
-        # A broken file: the rules in force stay (still refused), said once in the log.
+        # A broken file: everything is refused (the old rules do not stay), said to the
+        # asker without the file's path or content, and once in the log with the error.
+        # C2 had no rule (the default: answered) before the file broke.
         caplog.set_level(logging.WARNING, logger="bot.access_file")
         _write(path, "slack: [unclosed\n")
         b.mention("When is the vaultbot launch?")
-        b.mention("When is the vaultbot launch?")
+        b.mention("When is the vaultbot launch?", channel="C2")
         b.settle(4)
-        assert len(fake_slack.calls_to("chat.postEphemeral")) == 3
+        refusals = fake_slack.calls_to("chat.postEphemeral")
+        assert len(refusals) == 3 and not fake_slack.bot_messages("C2")
+        assert all("access rules are broken" in r.args["text"] and str(path) not in
+                   r.args["text"] for r in refusals[1:])
         warnings = [r for r in caplog.records if r.name == "bot.access_file"]
-        assert len(warnings) == 1 and "old rules stay" in warnings[0].getMessage()
+        assert len(warnings) == 1 and "refused until it is fixed" in warnings[0].getMessage()
+        assert "cannot read access file" in warnings[0].getMessage()
         _write(path, "slack:\n  channels:\n    C1: {folders: []}\n")  # fixed: answers again
         ts = b.mention("When is the vaultbot launch?")
         b.settle(5)
@@ -175,5 +182,35 @@ def test_thumbs_down_asks_for_a_reason_and_stats_lists_it(index, fake_slack, fak
                          argparse.Namespace(days=0, json=False)) == 0
         out = capsys.readouterr().out
         assert "latest 👎" in out and "When is the vaultbot launch?" in out
+        # The answer the person saw, citation markers included (what the 👎 was about).
+        assert "answer: The launch is on **December 4** [1], moved from November 27 [2]." in out
+        assert row["answer"].startswith(LAUNCH) and row["user"] == "U1"
         assert "reason: The date moved again: it is December 11" in out
         assert "source: " in out and row["sources"][0] in out
+
+
+def test_app_home_reads_recent_questions_from_the_query_log_after_a_restart(
+        index, fake_slack, fake_ollama) -> None:
+    """The questions are the query log's, so a new bot process (nothing in memory) still shows
+    a person their own questions with the answer's link, and nobody else's. (The index, and
+    so its query log, is shared with other tests: the questions here are marked.)"""
+    fake_ollama.responder = lambda *a: LAUNCH
+    mine, theirs = f"When is the launch, {uuid4().hex[:8]}?", f"Who owns the budget, {uuid4().hex[:8]}?"
+    with Bot(index, fake_slack, fake_ollama) as b:
+        ts = b.mention(mine, user="U7")
+        b.mention(theirs, user="U8", channel="C2")
+        b.settle(2)
+        [answer] = b.answers("C1", ts)
+        row = b.querylog.recent_for("U7", "slack")[0]
+        assert row["question"] == mine and answer["ts"].replace(".", "") in row["link"]
+    with Bot(index, fake_slack, fake_ollama) as again:  # a restart: a new app and query log
+        assert not again.bot._asked
+        home_event(again, user="U7")
+        again.settle(1)
+        text = json.dumps(fake_slack.views["U7"]["blocks"], ensure_ascii=False)
+        assert mine in text and f"p{answer['ts'].replace('.', '')}|answer>" in text
+        assert theirs not in text  # U8's question: only U8 sees it
+        home_event(again, user="U8")
+        again.settle(2)
+        text = json.dumps(fake_slack.views["U8"]["blocks"], ensure_ascii=False)
+        assert theirs in text and mine not in text

@@ -135,10 +135,6 @@ class VaultTools:
                 .where(t.notes.c.indexed_at >= start.timestamp())
                 .order_by(t.notes.c.indexed_at.desc()).limit(RECENT_LIMIT)
             ).all()
-            runs = conn.execute(
-                select(t.sync_runs.c.stats).where(t.sync_runs.c.status == "ok",
-                                                  t.sync_runs.c.finished_at >= start.timestamp())
-            ).scalars().all()
         infos = self.registry.note_info(r.path for r in rows)
         added, changed = [], []
         for r in rows:
@@ -148,16 +144,46 @@ class VaultTools:
                     "at": datetime.fromtimestamp(r.indexed_at, UTC).isoformat(timespec="seconds"),
                     "link": self.link(r.path)}
             (added if r.version == 1 else changed).append(item)
+        moved, deleted = self._moved_and_deleted(scope, start.timestamp())
         return {
             "since": start.isoformat(timespec="seconds"),
             "added": added,
             "changed": changed,
-            # The registry keeps no row for a deleted note and no old path for a moved one;
-            # sync runs record how many, for the whole vault (docs/clients.md).
-            "moved_count": sum(int((s or {}).get("notes_moved", 0)) for s in runs),
-            "deleted_count": sum(int((s or {}).get("notes_deleted", 0)) for s in runs),
+            "moved": moved,
+            "deleted": deleted,
+            # Kept for older clients: now the counts of the events listed, not of the vault.
+            "moved_count": len(moved),
+            "deleted_count": len(deleted),
             "truncated": len(rows) == RECENT_LIMIT,
         }
+
+    def _moved_and_deleted(self, scope: Scope, since: float
+                           ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """Moves and deletions (note_events) as this place may see them: each side of a move
+        only if the note was (old path) or is (new path) visible to it, judged on the note as
+        it was then; a side that cannot be judged is hidden, and an event with no visible side
+        is left out."""
+        moved: list[dict[str, Any]] = []
+        deleted: list[dict[str, Any]] = []
+        events = self.registry.note_events(since, limit=RECENT_LIMIT)
+        # A note still at a move's new path is judged as it is now too (made private since:
+        # its path is no longer named).
+        current = self.registry.note_info(e.new_path for e in events if e.new_path)
+        for ev in events:
+            at = datetime.fromtimestamp(ev.at, UTC).isoformat(timespec="seconds")
+            was = ev.path if note_visible(scope, ev.before) else None
+            if ev.kind == "deleted":
+                if was:
+                    deleted.append({"path": was, "at": at})
+                continue
+            if ev.kind != "moved":  # a kind this code does not know: judged by nothing, hidden
+                continue
+            now = ev.new_path if note_visible(scope, ev.after) and (
+                ev.new_path not in current or note_visible(scope, current[ev.new_path])) else None
+            if was or now:
+                moved.append({"from": was, "to": now, "at": at,
+                              "link": self.link(now) if now else None})
+        return moved, deleted
 
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([mhdw])\s*$", re.IGNORECASE)
@@ -262,9 +288,10 @@ def build_server(tools: VaultTools) -> MCPServer:
     async def get_note(path: Annotated[str, Field(min_length=1, max_length=1024)]) -> str:
         return await call(tools.note_text, path)
 
-    @server.tool(description="Notes added or changed since `since` (ISO 8601 date or time, or "
-                             "a span like 24h or 7d; default 7d), newest first, with how many "
-                             "notes were moved or deleted.")
+    @server.tool(description="Notes added, changed, moved (from, to) or deleted since `since` "
+                             "(ISO 8601 date or time, or a span like 24h or 7d; default 7d), "
+                             "newest first. A moved note's old or new path is null when this "
+                             "client may not see the note there.")
     async def recent_changes(since: str | None = None) -> dict[str, Any]:
         return await call(tools.recent, since)
 
