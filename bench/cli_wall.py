@@ -35,7 +35,10 @@ def _cli() -> list[str]:
 
 
 def _env(data: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("VAULTBOT_", "SLACK_", "DISCORD_"))}
+    # Without PYTHONDONTWRITEBYTECODE (set in some dev shells): an installed vaultbot runs from
+    # compiled bytecode; compiling every changed module on each run is not what users time.
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("VAULTBOT_", "SLACK_", "DISCORD_")) and k != "PYTHONDONTWRITEBYTECODE"}
     env.update({"VAULTBOT_VAULT": str(VAULT), "VAULTBOT_DATA_DIR": str(data), "VAULTBOT_LLM": "none"})
     return env
 

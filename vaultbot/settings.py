@@ -1,5 +1,7 @@
 """One settings object, read from the environment and `.env`. Every entry is documented in
-`.env.example` and `docs/configuration.md`; keep the three in step."""
+`.env.example` and `docs/configuration.md`; keep the three in step. `vaultbot/fast_settings.py`
+reads the same sources without pydantic-settings for `ask`/`search` through serve: a new field
+goes into its FIELDS too (tests/test_fast_settings.py fails until it does)."""
 
 from __future__ import annotations
 

