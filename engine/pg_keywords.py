@@ -3,14 +3,18 @@
 
 Same tokens and same BM25 as the local index (engine/lexical.py): vaultbot's Korean-aware
 tokenizer (engine/korean.py) runs in Python, and its terms go into a postings table
-(keyword_postings: term, chunk, tf, with the chunk's length and meta copied in so that a query
-joins nothing); a query reads its terms' postings through the primary key and computes BM25 in
-SQL with the local index's k1, b and Lucene idf. The tables are made by the registry's
+(keyword_postings: term, doc, tf, with the chunk's length and meta copied in so that a query
+joins nothing); one statement per query reads its terms' postings by an index-only scan of the
+primary key (which INCLUDEs tf, length and meta), counts each term's df the same way, and
+computes BM25 in SQL with the local index's k1, b and Lucene idf, grouped by an integer doc id;
+only the top k are joined to their chunk ids. Measurements: docs/benchmarks.md, "Keyword search
+in PostgreSQL". The tables are made by the registry's
 migrations (engine/schema.py); a registry must have been opened (migrated) before this is used.
 
 Scopes are judged as the local index judges them: `Scope.allows` over the distinct (note path,
-tags, private) combinations (keyword_metas, append-only, mirrored here by id), and the allowed
-or the refused meta ids, whichever list is shorter, go into the query before top-k.
+tags, private) combinations (keyword_metas, append-only, mirrored here by id); the verdicts go
+into the query as a bit string indexed by meta id, tested per posting before top-k. A meta
+written after the mirror was read has no bit: left out (fail closed).
 
 Writes hold the keyword_state row's lock for their transaction, so writers queue (one sync at a
 time does them anyway), and bump its generation in the same transaction: every process reads
@@ -38,25 +42,37 @@ if TYPE_CHECKING:
 
 _TF_MAX = 65535  # as the local index, which stores term frequencies as uint16
 
-# One pass over the query terms' postings (by primary key): the window counts each term's
-# documents (BM25's df, over the whole index as in the local one) before the scope filters.
+# One statement, one snapshot. Each query term's weight idf * (k1 + 1) from its df (counted
+# over the whole index, as the local index does, before any scope), then its postings: both
+# LATERAL, so the planner must read them per term through the primary key (an index-only scan)
+# however few or many it guesses a term has. Every operand is float8: a numeric literal in the
+# per-posting expression made aggregation 5x slower. Only the top k rows meet keyword_docs.
 _SEARCH = """
 WITH st AS (
     SELECT n_docs::float8 AS n, GREATEST(total_len::float8 / GREATEST(n_docs, 1), 1e-9) AS avgdl
     FROM keyword_state WHERE id = 1
-), p AS (
-    SELECT chunk_id, tf, length, meta_id, COUNT(*) OVER (PARTITION BY term_id)::float8 AS df
-    FROM keyword_postings WHERE term_id = ANY(:tids)
+), q AS (
+    SELECT t.id AS term_id,
+           LN(1.0::float8 + (st.n - x.df + 0.5::float8) / (x.df + 0.5::float8)) * :k1p AS w
+    FROM st CROSS JOIN keyword_terms t
+    CROSS JOIN LATERAL (SELECT COUNT(*)::float8 AS df FROM keyword_postings c
+                        WHERE c.term_id = t.id) x
+    WHERE t.term = ANY(:terms)
+), top AS (
+    SELECT p.doc_id, SUM(q.w * p.tf / (p.tf + :a + :c / st.avgdl * p.length)) AS score
+    FROM st CROSS JOIN q
+    CROSS JOIN LATERAL (SELECT doc_id, tf, length, meta_id FROM keyword_postings
+                        WHERE term_id = q.term_id) p
+    WHERE {where}
+    GROUP BY p.doc_id
+    ORDER BY score DESC, p.doc_id
+    LIMIT :k
 )
-SELECT p.chunk_id,
-       SUM(LN(1.0 + (st.n - p.df + 0.5) / (p.df + 0.5)) * (:k1 + 1.0) * p.tf
-           / (p.tf + :k1 * (1.0 - :b + :b * p.length / st.avgdl))) AS score
-FROM p CROSS JOIN st
-WHERE {where}
-GROUP BY p.chunk_id
-ORDER BY score DESC, p.chunk_id
-LIMIT :k
+SELECT d.chunk_id, top.score FROM top JOIN keyword_docs d ON d.id = top.doc_id
+ORDER BY top.score DESC, top.doc_id
 """
+# The scope's verdict on a posting's meta: bit meta_id of the mask, none past its end.
+_IN_SCOPE = "CASE WHEN p.meta_id < :nbits THEN get_bit(:mask, p.meta_id) = 1 ELSE FALSE END"
 
 
 def _meta_key(note_path: str, tags: Sequence[str], private: bool) -> str:
@@ -76,32 +92,36 @@ class PgKeywordIndex:
         if self.engine.dialect.name != "postgresql":
             raise ValueError("the PostgreSQL keyword index needs a PostgreSQL registry "
                              "(VAULTBOT_DATABASE_URL=postgresql+psycopg://...)")
+        # Reads in autocommit: each is one statement (one snapshot), and no ROLLBACK follows it
+        # when the pool takes the connection back, which would make psycopg forget its prepared
+        # statements (it prepares a query on its 5th run on a connection: ~10% off a search).
+        self._reads = self.engine.execution_options(isolation_level="AUTOCOMMIT")
         self.tokenizer = tokenizer
         self.k1, self.b = k1, b
         self._ready = False
         self._lock = threading.Lock()  # guards the mirrored metas and scope masks
         self._metas: dict[int, tuple[str, tuple[str, ...], bool]] = {}
         self._last_meta = 0
-        # scope key -> (metas judged up to this id, allowed ids, refused ids)
-        self._masks: dict[str, tuple[int, list[int], list[int]]] = {}
+        # scope key -> (metas judged up to this id, bit string: bit i set = meta i allowed)
+        self._masks: dict[str, tuple[int, bytes]] = {}
 
     # ------------------------------------------------------------------ KeywordIndex
     @property
     def generation(self) -> int:
         self._ensure()
-        with self.engine.connect() as conn:
+        with self._reads.connect() as conn:
             return int(conn.execute(text("SELECT generation FROM keyword_state WHERE id = 1"))
                        .scalar_one())
 
     def __len__(self) -> int:
         self._ensure()
-        with self.engine.connect() as conn:
+        with self._reads.connect() as conn:
             return int(conn.execute(text("SELECT n_docs FROM keyword_state WHERE id = 1"))
                        .scalar_one())
 
     def ids(self) -> set[str]:
         self._ensure()
-        with self.engine.connect() as conn:
+        with self._reads.connect() as conn:
             return set(conn.execute(text("SELECT chunk_id FROM keyword_docs")).scalars())
 
     def upsert_chunks(self, chunks: Sequence[ChunkRecord], notes: Mapping[str, NoteInfo]) -> None:
@@ -124,23 +144,27 @@ class PgKeywordIndex:
             terms = sorted({t for c in counted for t in c})
             tid = self._term_ids(conn, terms)
             mid = self._meta_ids(conn, items)
-            doc_rows: list[tuple[str, int, int]] = []
-            post_rows: list[tuple[int, str, int, int, int]] = []
+            doc_ids = conn.execute(text(
+                "SELECT nextval(pg_get_serial_sequence('keyword_docs', 'id')) "
+                "FROM generate_series(1, :n)"), {"n": len(items)}).scalars().all()
+            doc_rows: list[tuple[int, str, int, int]] = []
+            post_rows: list[tuple[int, int, int, int, int]] = []
             total = 0
-            for d, counts in zip(items, counted, strict=True):
+            for d, counts, doc in zip(items, counted, doc_ids, strict=True):
                 tfs = {t: min(n, _TF_MAX) for t, n in counts.items()}
                 length = sum(tfs.values())
                 total += length
                 meta = mid[_meta_key(d.note_path, d.tags, d.private)]
-                doc_rows.append((d.chunk_id, meta, length))
-                post_rows += [(tid[t], d.chunk_id, n, length, meta) for t, n in tfs.items()]
+                doc_rows.append((doc, d.chunk_id, meta, length))
+                post_rows += [(tid[t], doc, n, length, meta) for t, n in tfs.items()]
             raw = conn.connection.driver_connection
             assert raw is not None
             with raw.cursor() as cur:
-                with cur.copy("COPY keyword_docs (chunk_id, meta_id, length) FROM STDIN") as cp:
+                with cur.copy("COPY keyword_docs (id, chunk_id, meta_id, length) "
+                              "FROM STDIN") as cp:
                     for row in doc_rows:
                         cp.write_row(row)
-                with cur.copy("COPY keyword_postings (term_id, chunk_id, tf, length, meta_id) "
+                with cur.copy("COPY keyword_postings (term_id, doc_id, tf, length, meta_id) "
                               "FROM STDIN") as cp:
                     for posting in post_rows:
                         cp.write_row(posting)
@@ -165,23 +189,15 @@ class PgKeywordIndex:
         if not terms or k <= 0:
             return []
         self._ensure()
-        with self.engine.connect() as conn:
-            # Term ids first, as constants: joined to the terms table inside the query, the
-            # planner cannot see how few postings they have and scans the whole table (100x).
-            tids = list(conn.execute(text("SELECT id FROM keyword_terms WHERE term = ANY(:t)"),
-                                     {"t": terms}).scalars())
-            if not tids:
-                return []
-            params: dict[str, Any] = {"tids": tids, "k": k, "k1": self.k1, "b": self.b}
+        # norm = k1 * (1 - b + b * length / avgdl) = a + (c / avgdl) * length
+        params: dict[str, Any] = {"terms": terms, "k": k, "k1p": float(self.k1 + 1.0),
+                                  "a": float(self.k1 * (1.0 - self.b)),
+                                  "c": float(self.k1 * self.b)}
+        with self._reads.connect() as conn:
             where = "TRUE"
             if scope is not None:
-                last, allow, deny = self._scope_mask(conn, scope)
-                # A meta written after the mirror was read is not judged yet: left out.
-                where, params["last"] = "p.meta_id <= :last", last
-                if deny and len(allow) <= len(deny):
-                    where, params["metas"] = where + " AND p.meta_id = ANY(:metas)", allow
-                elif deny:
-                    where, params["metas"] = where + " AND NOT (p.meta_id = ANY(:metas))", deny
+                params["nbits"], params["mask"] = self._scope_mask(conn, scope)
+                where = _IN_SCOPE
             rows = conn.execute(text(_SEARCH.format(where=where)), params).all()
         return [(r.chunk_id, float(r.score)) for r in rows if r.score > 0]
 
@@ -224,11 +240,11 @@ class PgKeywordIndex:
     def _remove(conn: Connection, ids: list[str]) -> tuple[int, int]:
         """Delete these chunks' rows; returns how many existed and their total length."""
         gone = conn.execute(text("DELETE FROM keyword_docs WHERE chunk_id = ANY(:ids) "
-                                 "RETURNING length"), {"ids": ids}).scalars().all()
+                                 "RETURNING id, length"), {"ids": ids}).all()
         if gone:
-            conn.execute(text("DELETE FROM keyword_postings WHERE chunk_id = ANY(:ids)"),
-                         {"ids": ids})
-        return len(gone), int(sum(gone))
+            conn.execute(text("DELETE FROM keyword_postings WHERE doc_id = ANY(:docs)"),
+                         {"docs": [r.id for r in gone]})
+        return len(gone), int(sum(r.length for r in gone))
 
     @staticmethod
     def _term_ids(conn: Connection, terms: list[str]) -> dict[str, int]:
@@ -250,9 +266,10 @@ class PgKeywordIndex:
                             {"k": list(metas)})
         return {r.key: r.id for r in rows}
 
-    def _scope_mask(self, conn: Connection, scope: Scope) -> tuple[int, list[int], list[int]]:
-        """(last meta id judged, allowed meta ids, refused meta ids) for this scope, extended
-        as new metas appear (they are never changed or removed)."""
+    def _scope_mask(self, conn: Connection, scope: Scope) -> tuple[int, bytes]:
+        """(number of meta ids judged + 1, the verdicts as bits: bit i, counted from the low
+        bit of byte 0, set when meta i is allowed) for this scope, extended as new metas appear
+        (they are never changed or removed). Bits never set stay refused."""
         new = conn.execute(text("SELECT id, note_path, tags, private FROM keyword_metas "
                                 "WHERE id > :last ORDER BY id"), {"last": self._last_meta}).all()
         with self._lock:
@@ -260,14 +277,14 @@ class PgKeywordIndex:
                 self._metas[r.id] = (r.note_path, tuple(r.tags), bool(r.private))
                 self._last_meta = max(self._last_meta, r.id)
             key = scope.key()
-            last, allow, deny = self._masks.get(key, (0, [], []))
-            if last < self._last_meta:
-                allow, deny = list(allow), list(deny)
+            last, bits = self._masks.get(key, (0, b""))
+            if last < self._last_meta or not bits:
+                mask = bytearray(bits) + bytes(self._last_meta // 8 + 1 - len(bits))
                 for mid, (path, tags, private) in self._metas.items():
-                    if mid > last:
-                        (allow if scope.allows(path, tags, private) else deny).append(mid)
+                    if mid > last and scope.allows(path, tags, private):
+                        mask[mid >> 3] |= 1 << (mid & 7)
                 if len(self._masks) > 64:
                     self._masks.clear()
-                self._masks[key] = (self._last_meta, allow, deny)
-                last = self._last_meta
-            return last, allow, deny
+                last, bits = self._last_meta, bytes(mask)
+                self._masks[key] = (last, bits)
+            return last + 1, bits

@@ -100,3 +100,40 @@ def test_korquad_fast_path(tmp_path: Path, capsys, monkeypatch) -> None:
     assert res["modes"]["lexical"]["recall@10"] >= 0.8
     assert res["modes"]["hybrid"]["recall@10"] >= 0.8
     assert seconds < 120, seconds  # ~20-40 s here, on a shared machine
+
+
+def test_keywords_db_measures_the_postgresql_index(tmp_path: Path, capsys, monkeypatch,
+                                                   pg_url: str) -> None:
+    """`--keywords-db`: the registry and keyword index in a scratch schema of that database
+    (searched there: the same numbers as the local index), dropped afterwards."""
+    from sqlalchemy import create_engine, text
+
+    import engine.pg_keywords as pg_keywords
+
+    monkeypatch.setenv("VAULTBOT_LLM", "none")
+    beir = write_beir(tmp_path / "mini")
+    searched = []
+    real = pg_keywords.PgKeywordIndex.search
+
+    def counting(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        searched.append(1)
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(pg_keywords.PgKeywordIndex, "search", counting)
+    argv = ["--beir", str(beir), "--data-dir", str(tmp_path / "data"), "--json"]
+    local = run_eval(capsys, *argv)["datasets"]["beir:mini"]["modes"]
+    assert not searched
+    pg = run_eval(capsys, *argv, "--keywords-db", pg_url)["datasets"]["beir:mini"]["modes"]
+    assert searched
+    for mode in ("lexical", "hybrid"):
+        assert {k: pg[mode][k] for k in METRICS} == {k: local[mode][k] for k in METRICS}
+    eng = create_engine(pg_url)
+    try:
+        with eng.connect() as conn:
+            left = conn.execute(text("SELECT count(*) FROM information_schema.tables WHERE "
+                                     "table_schema NOT IN ('pg_catalog', 'information_schema')"))
+            assert left.scalar() == 0
+            assert not conn.execute(text("SELECT nspname FROM pg_namespace WHERE nspname "
+                                         "LIKE 'vaultbot_eval_%'")).all()
+    finally:
+        eng.dispose()

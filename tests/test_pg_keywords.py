@@ -219,3 +219,53 @@ def test_switching_an_existing_deployment_fills_it_without_embedding(tmp_path: P
     finally:
         close_index(index)
         pg.close()
+
+
+def test_private_notes_never_come_out_of_a_scope(pg_url: str) -> None:
+    """The scope goes into the SQL as one bit per note state (keyword_metas): a private note's
+    chunks come out only where the scope includes private notes, also when the note was written
+    by another process after this one judged the scope, and a note state this process has not
+    judged yet (a stale mask, as in a race with a writer) is left out, never let through."""
+    import secrets
+
+    from engine.lexical import LexDoc
+
+    Registry(pg_url).close()
+    writer, reader = PgKeywordIndex(pg_url), PgKeywordIndex(pg_url)
+    ask = f"ask{secrets.token_hex(4)}"
+    canary = f"kanaria-pg-{secrets.token_hex(4)}"
+
+    def doc(cid: str, path: str, private: bool, tags: tuple[str, ...] = ("hr",)) -> LexDoc:
+        return LexDoc(cid, f"{canary if private else 'public'} {ask} salary review", path, tags,
+                      private)
+
+    try:
+        writer.upsert([doc("pub1", "hr/Public.md", False), doc("priv1", "hr/Secret.md", True),
+                       doc("pub2", "work/Plan.md", False, ())])
+        hidden = [Scope(), Scope(folders=("hr",)), Scope(tags=("hr",)),
+                  Scope(notes=("hr/Secret.md",)), Scope(exclude_folders=("work",))]
+
+        def found(scope: Scope) -> set[str]:
+            return {c for c, _ in reader.search(f"{ask} salary", 20, scope)}
+
+        for scope in hidden:
+            assert "priv1" not in found(scope), scope
+        assert found(Scope()) == {"pub1", "pub2"}
+        assert "priv1" in found(Scope(include_private=True))
+        with reader.engine.connect() as conn:
+            stale = {s.key(): reader._scope_mask(conn, s)
+                     for s in (Scope(), Scope(include_private=True))}
+        # Written by another process after this one judged these scopes: judged now.
+        writer.upsert([doc("priv2", "hr/Later secret.md", True),
+                       doc("pub3", "hr/Later.md", False, ("hr", "new"))])
+        for scope in hidden:
+            assert not {"priv1", "priv2"} & found(scope), scope
+        assert found(Scope()) == {"pub1", "pub2", "pub3"}
+        assert {"priv1", "priv2"} <= found(Scope(include_private=True))
+        # A mask from before those notes existed knows nothing of them: neither comes out.
+        reader._scope_mask = lambda conn, scope: stale[scope.key()]  # type: ignore[method-assign]
+        assert found(Scope()) == {"pub1", "pub2"}
+        assert found(Scope(include_private=True)) == {"pub1", "pub2", "priv1"}
+    finally:
+        writer.close()
+        reader.close()

@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -72,6 +70,10 @@ def add_eval_parser(sub: Any, common: argparse.ArgumentParser) -> argparse.Argum
                    help="vector cache (hashes and vectors only, no text); default: "
                         "<data dir>/eval-embeddings.sqlite3")
     s.add_argument("--no-embed-cache", action="store_true", help="embed everything afresh")
+    s.add_argument("--keywords-db", metavar="URL",
+                   help="registry and keyword index in a scratch schema of this PostgreSQL "
+                        "database (postgresql+psycopg://...), as VAULTBOT_KEYWORDS=postgres "
+                        "runs them; default: SQLite and the local keyword index")
     s.add_argument("--json", action="store_true", help="print one JSON object of all metrics")
     return s
 
@@ -166,10 +168,13 @@ def run(app: App, args: argparse.Namespace) -> dict[str, Any]:
     groups: dict[Any, list[ev.Dataset]] = {}
     for d in datasets:
         groups.setdefault(d.corpus_key(), []).append(d)
+    import tempfile  # here, not at the top: every CLI start imports this module
+
     try:
         for group in groups.values():
             with tempfile.TemporaryDirectory(prefix="vaultbot-eval-") as tmp:
-                built = ev.build_index(group[0], Path(tmp), embedder, chunk_tokens=chunk_tokens)
+                built = ev.build_index(group[0], Path(tmp), embedder, chunk_tokens=chunk_tokens,
+                                       keywords_db=args.keywords_db)
                 try:
                     for d in group:
                         res: dict[str, Any] = {
@@ -192,9 +197,7 @@ def run(app: App, args: argparse.Namespace) -> dict[str, Any]:
                                 built, d, n=args.answers, seed=args.seed)
                         out["datasets"][d.name] = res
                 finally:
-                    built.index.registry.close()
-                    if built.index.keywords is not None:
-                        built.index.keywords.close()
+                    built.close()
     finally:
         if isinstance(embedder, ev.CachedEmbedder):
             embedder.close()
@@ -268,4 +271,6 @@ def cmd_bench(app: App, args: argparse.Namespace) -> int:
         cmd += ["--runs", str(args.runs)]
     if args.no_write:
         cmd.append("--no-write")
+    import subprocess
+
     return subprocess.call(cmd, cwd=ROOT)

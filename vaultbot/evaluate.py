@@ -411,6 +411,45 @@ class EvalIndex:
     chunks: int
     seconds: float  # building the index (embedding included, unless cached)
     embedded: int  # passages the model actually embedded (0 when all were cached)
+    # With `keywords_db`: (that database's URL, the scratch schema this index lives in).
+    pg_schema: tuple[str, str] | None = None
+
+    def close(self) -> None:
+        """Close the index's stores, and drop its scratch PostgreSQL schema if it has one."""
+        self.index.registry.close()
+        if self.index.keywords is not None:
+            self.index.keywords.close()
+        if self.pg_schema is not None:
+            _drop_pg_schema(*self.pg_schema)
+
+
+def _pg_schema(url: str) -> tuple[str, str]:
+    """A new, empty schema in the PostgreSQL database at `url` and a URL whose connections
+    work in it (search_path), so an eval never touches the tables already there."""
+    import uuid
+
+    from sqlalchemy import create_engine, make_url, text
+
+    schema = f"vaultbot_eval_{uuid.uuid4().hex[:12]}"
+    eng = create_engine(url, isolation_level="AUTOCOMMIT")
+    try:
+        with eng.connect() as conn:
+            conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    finally:
+        eng.dispose()
+    scoped = make_url(url).update_query_dict({"options": f"-csearch_path={schema}"})
+    return scoped.render_as_string(hide_password=False), schema
+
+
+def _drop_pg_schema(url: str, schema: str) -> None:
+    from sqlalchemy import create_engine, text
+
+    eng = create_engine(url, isolation_level="AUTOCOMMIT")
+    try:
+        with eng.connect() as conn:
+            conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+    finally:
+        eng.dispose()
 
 
 def _note_text(doc: Doc) -> str:
@@ -424,10 +463,13 @@ def _note_text(doc: Doc) -> str:
 
 def build_index(
     dataset: Dataset, work: Path, embedder: Embedder, *, chunk_tokens: int = 400,
+    keywords_db: str | None = None,
 ) -> EvalIndex:
     """Write the dataset's documents (or copy its vaults) into `work/vault`, then index it with
     the real Indexer into `work/data`. Going through files costs a second or two but measures
-    exactly what a user's vault goes through (parsing, heading-aware chunking, both stores)."""
+    exactly what a user's vault goes through (parsing, heading-aware chunking, both stores).
+    With `keywords_db` (a PostgreSQL URL) the registry and the keyword index live in a scratch
+    schema there, as VAULTBOT_KEYWORDS=postgres keeps them (EvalIndex.close drops it)."""
     from sync.indexer import Indexer
 
     vault, data = Path(work) / "vault", Path(work) / "data"
@@ -450,8 +492,17 @@ def build_index(
             shutil.copyfile(f, target)
             doc_of_path[f"{name}/{rel}"] = f"{name}/{rel}"
     data.mkdir(parents=True, exist_ok=True)
-    index = Index.open(data_dir=data, registry_url=f"sqlite:///{data / 'registry.sqlite3'}",
-                       embedder=embedder, keywords=LexicalIndex(data / "keywords.sqlite3"))
+    pg_schema = None
+    if keywords_db:
+        from engine.pg_keywords import PgKeywordIndex
+
+        url, schema = _pg_schema(keywords_db)
+        pg_schema = (keywords_db, schema)
+        index = Index.open(data_dir=data, registry_url=url, embedder=embedder,
+                           keywords=PgKeywordIndex(url))
+    else:
+        index = Index.open(data_dir=data, registry_url=f"sqlite:///{data / 'registry.sqlite3'}",
+                           embedder=embedder, keywords=LexicalIndex(data / "keywords.sqlite3"))
     before = getattr(embedder, "embedded", None)
     t0 = time.perf_counter()
     stats = Indexer(index, vault, chunk_tokens=chunk_tokens).sync()
@@ -459,7 +510,8 @@ def build_index(
     counts = index.registry.counts()
     # What the model really embedded: a CachedEmbedder answers repeats from its cache.
     embedded = stats.chunks_embedded if before is None else embedder.embedded - before  # type: ignore[attr-defined]
-    return EvalIndex(index, doc_of_path, counts["notes"], counts["chunks"], seconds, embedded)
+    return EvalIndex(index, doc_of_path, counts["notes"], counts["chunks"], seconds, embedded,
+                     pg_schema)
 
 
 # ------------------------------------------------------------------------ retrieval
