@@ -76,11 +76,15 @@ class Index:
         found = self.registry.cached_vectors(self.model, texts_by_hash)
         missing = [h for h in texts_by_hash if h not in found]
         if missing:
-            new = self.embedder.embed_passages([texts_by_hash[h] for h in missing])
-            fresh = {h: new[i] for i, h in enumerate(missing)}
+            # Texts differ by hash yet can be the same text to embed (chunk.vector_text drops
+            # link targets: every obsidian-hub footer is one text): each is embedded once.
+            unique = list(dict.fromkeys(texts_by_hash[h] for h in missing))
+            new = self.embedder.embed_passages(unique)
+            row = {text: i for i, text in enumerate(unique)}
+            fresh = {h: new[row[texts_by_hash[h]]] for h in missing}
             self.registry.store_vectors(self.model, fresh)
             found.update(fresh)
-        return found, len(missing)
+        return found, len(unique) if missing else 0
 
     # ---------------------------------------------------------------- writes
     def put_chunks(
@@ -152,7 +156,7 @@ class Index:
         if todo:
             records = list(self.registry.chunks_by_id(todo).values())
             notes = self.registry.note_info({c.note_path for c in records})
-            texts = {c.text_hash: c.embed_text for c in records if c.id in missing}
+            texts = {c.text_hash: c.vector_text for c in records if c.id in missing}
             vecs, report.embedded = self.vectors_for(texts)
             vec_records = [c for c in records if c.id in missing]
             self._put_vectors(vec_records, notes, vecs)

@@ -120,6 +120,36 @@ class ChunkDraft:
     def text_hash(self) -> str:
         return sha256_hex(self.embed_text)
 
+    @property
+    def vector_text(self) -> str:
+        """What the dense embedder is given: `embed_text` less the markup noise that no reader
+        sees (see `without_markup_noise`). The keyword index and the chunk's id keep the full
+        `embed_text`."""
+        body = without_markup_noise(self.text)
+        if not body.strip():  # nothing but noise: better its own text than an empty vector
+            return self.embed_text
+        return " > ".join(self.heading_path) + "\n\n" + body if self.heading_path else body
+
+
+# Why (issue #15): on the obsidian-hub vault, link targets and HTML comments were 56 % of the
+# tokens sync embedded (URLs cost ~1 token per 2-3 characters), and each note's footer differed
+# from the next only in its URLs. Obsidian shows neither; the link text stays. Only complete
+# comments go (a chunk cut inside one keeps the part it holds), and bare URLs (`<https://..>`,
+# autolinks) are content and stay too. `%% comments %%` stay: people write searchable notes there.
+_HTML_COMMENT_RE = re.compile(r"<!--.*?-->", re.S)
+# [text](target "title") and ![alt](target): the target (any <bracketed> one too) and title go.
+_MD_LINK_RE = re.compile(r'(!?)\[([^\]\n]*)\]\((?:<[^>\n]*>|[^)\s]*)(?:\s+"[^"\n]*")?\)')
+
+
+def without_markup_noise(text: str) -> str:
+    """`text` without HTML comments and Markdown link targets: what the dense embedder sees."""
+    if "<!--" in text:
+        text = _HTML_COMMENT_RE.sub("", text)
+    if "](" in text:
+        for _ in range(2):  # twice: a linked image badge, [![alt](img)](url), is two links
+            text = _MD_LINK_RE.sub(lambda m: m.group(2), text)
+    return text
+
 
 @dataclass(frozen=True)
 class ChunkRecord:
@@ -142,6 +172,10 @@ class ChunkRecord:
     @property
     def embed_text(self) -> str:
         return ChunkDraft(self.ordinal, self.text, self.heading_path).embed_text
+
+    @property
+    def vector_text(self) -> str:
+        return ChunkDraft(self.ordinal, self.text, self.heading_path).vector_text
 
 
 def chunk_id(note_path: str, text_hash: str, occurrence: int) -> str:

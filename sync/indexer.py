@@ -284,8 +284,8 @@ class Indexer:
         if progress:
             progress(total, total)
 
-        if gone:
-            removed = reg.delete_notes(gone)
+        if gone:  # gone from the vault: recorded as note events for MCP recent_changes
+            removed = reg.delete_notes(gone, vanished=True)
             self.index.drop_chunks(removed)
             stats.notes_deleted += len(gone)
             stats.chunks_deleted += len(removed)
@@ -383,7 +383,7 @@ class Indexer:
         if not group:
             return 0
         index = self.index
-        texts = {c.text_hash: c.embed_text for _, _, recs in group for c in recs}
+        texts = {c.text_hash: c.vector_text for _, _, recs in group for c in recs}
         vectors, embedded = index.vectors_for(texts)
         stats.chunks_embedded += embedded
         stats.chunks_reused += sum(len(recs) for _, _, recs in group) - embedded
