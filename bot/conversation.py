@@ -21,7 +21,7 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Coroutine, Hashable, Iterator, Sequence
 from typing import Any, Protocol
 
-from bot.access import Access
+from bot.access import AccessRules
 from engine.answer import Answer, Asker, AskOptions, Done, Queued, Quick, Token
 from engine.models import Scope, Turn
 from engine.querylog import QueryLog
@@ -151,7 +151,7 @@ class Conversation:
     def __init__(
         self,
         asker: Asker,
-        access: Access,
+        access: AccessRules,
         front_end: str,
         *,
         max_turns: int = DEFAULT_MAX_TURNS,
@@ -183,11 +183,13 @@ class Conversation:
         return recent(turns, self.max_turns)
 
     async def answer(self, question: str, target: ReplyTarget, *, scope: Scope,
-                     history: History = (), channel: str | None = None) -> Answer | None:
+                     history: History = (), channel: str | None = None,
+                     user: str | None = None) -> Answer | None:
         """Streams the answer into `target`; None (after `target.fail`) when it failed.
         `history`: the thread's earlier turns, or a coroutine function that reads them (a
         failure to read is then the answer's failure). `channel` labels the question in the
-        query log (default: the front end)."""
+        query log (default: the front end); `user`, the asker's id there (App Home lists a
+        person's own questions by it)."""
         text = ""
         answer: Answer | None = None
         live = LiveEdit(target.show, self.edit_interval, first_after=self.first_edit_after)
@@ -200,7 +202,8 @@ class Conversation:
         try:
             turns = await history() if callable(history) else history
             options = AskOptions(scope=scope, history=self.recent(turns),
-                                 channel=channel or self.front_end, mask=self.mask)
+                                 channel=channel or self.front_end, mask=self.mask,
+                                 user=user or None)
             async for event in self.asker.stream(question, options):
                 if isinstance(event, Token):
                     text += event.text

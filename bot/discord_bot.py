@@ -45,7 +45,7 @@ from discord.gateway import DiscordWebSocket
 from discord.http import Route
 
 from bot import discord_feedback
-from bot.access import Access, AccessDenied
+from bot.access import Access, AccessDenied, AccessRules
 from bot.conversation import (
     DEFAULT_MAX_TURNS,
     DRAIN_TIMEOUT,
@@ -274,8 +274,8 @@ class VaultbotDiscord(discord.Client):
     the content of those without the intent). `commands`: the application commands to
     register (`COMMANDS`; by default `/ask` only)."""
 
-    def __init__(self, asker: Asker, access: Access | None = None, *, guild_id: int | None = None,
-                 edit_interval: float = 1.0, follow_ups: bool = True, mask: bool = True,
+    def __init__(self, asker: Asker, access: AccessRules | None = None, *,
+                 guild_id: int | None = None, edit_interval: float = 1.0, follow_ups: bool = True, mask: bool = True,
                  max_turns: int = DEFAULT_MAX_TURNS,
                  on_answer: Callable[[Answer, str], None] | None = None,
                  commands: Sequence[str] = ("ask",), **options: Any) -> None:
@@ -393,22 +393,24 @@ class VaultbotDiscord(discord.Client):
         await interaction.response.defer(ephemeral=private, thinking=True)
         target = _InteractionTarget(interaction, ephemeral=private, title=question)
         spine = self.conversation
+        who = str(interaction.user.id)  # for the query log
 
         if thread is not None and private:  # others cannot see it: not a turn of the thread
             known = self._conversations.get(thread.id)
             history = list(known.turns or []) if known is not None else []
-            await spine.answer(question, target, scope=scope, history=history)
+            await spine.answer(question, target, scope=scope, history=history, user=who)
             return
         if thread is not None:  # answer in place, as the next turn of the thread
             conv = self._conversation(thread.id, thread.parent_id, interaction.guild_id)
             async with conv.lock:
                 history = await self._turns(conv, thread.id, before=None)
-                answer = await spine.answer(question, target, scope=scope, history=history)
+                answer = await spine.answer(question, target, scope=scope, history=history,
+                                            user=who)
                 if answer is not None:
                     conv.turns = spine.recent(history + [_turn(question, answer)])
             return
 
-        answer = await spine.answer(question, target, scope=scope)
+        answer = await spine.answer(question, target, scope=scope, user=who)
         if (answer is None or private or interaction.guild_id is None or channel is None
                 or channel.type not in THREAD_PARENTS or target.message is None):
             return
@@ -527,14 +529,16 @@ class VaultbotDiscord(discord.Client):
         if thread is None:  # answered in place, a one-off
             target = _ReplyTarget(message)
             await target.start()
-            await self.conversation.answer(question, target, scope=scope)
+            await self.conversation.answer(question, target, scope=scope,
+                                           user=str(message.author.id))
             return
         conv = self._conversation(thread.id, parent, guild)
         conv.turns = []
         async with conv.lock:  # a follow-up written meanwhile waits for this answer
             target = _ReplyTarget(message, thread=thread, title=question)
             await target.start()
-            answer = await self.conversation.answer(question, target, scope=scope)
+            answer = await self.conversation.answer(question, target, scope=scope,
+                                                    user=str(message.author.id))
             if answer is not None:
                 conv.turns = [_turn(question, answer)]
 
@@ -551,7 +555,8 @@ class VaultbotDiscord(discord.Client):
         target = _ReplyTarget(message)
         await target.start()
         history = await self._turns(conv, thread_id, before=message)
-        answer = await self.conversation.answer(question, target, scope=scope, history=history)
+        answer = await self.conversation.answer(question, target, scope=scope, history=history,
+                                                user=str(message.author.id))
         if answer is not None:
             conv.turns = self.conversation.recent(history + [_turn(question, answer)])
 
@@ -640,7 +645,7 @@ def turns_from_messages(messages: Sequence[discord.Message], me: int,
     return recent(turns, max_turns)
 
 
-def build_discord_client(asker: Asker, access: Access | None = None, *,
+def build_discord_client(asker: Asker, access: AccessRules | None = None, *,
                          guild_id: int | str | None = None, api_url: str = "",
                          gateway_url: str = "", **options: Any) -> VaultbotDiscord:
     """The bot, with the API/gateway overrides applied when given (they are process-wide)."""

@@ -134,6 +134,9 @@ class AskOptions:
     deep: bool = False
     use_cache: bool = True
     channel: str = "cli"
+    # Who asks, for the query log (a Slack or Discord user id, "cli"); None where no user is
+    # known (the API, MCP, /v1). App Home lists a person's own questions by it.
+    user: str | None = None
     # Secrets and personal data in the notes become "(masked)" before the prompt, the snippets
     # and the answer (VAULTBOT_MASK: bots and the API; the owner's CLI sees the notes as they are).
     mask: bool = False
@@ -382,7 +385,7 @@ class Asker:
         if not ids or not all(ids):
             return False
         registry = self.retriever.index.registry
-        chunks = registry.chunks_by_id(ids)
+        chunks = registry.chunks_by_id(ids, text=False)  # visibility needs no text
         return len(chunks) == len(set(ids)) and visible(scope, chunks.values(), registry) == set(ids)
 
     async def find(self, query: str, scope: Scope, *, k: int = 8,
@@ -425,6 +428,7 @@ class Asker:
                 timings=answer.timings, sources=[c.path for c in answer.sources],
                 citations_valid=len(answer.citations), citations_invalid=answer.invalid_citations,
                 unsupported=answer.unsupported, error=answer.error or answer.notice,
+                answer=answer.text, user=opts.user,
             )
         except Exception:  # the log must never cost the user the answer
             log.exception("could not write the query log")

@@ -39,6 +39,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from engine.korean import TOKENIZERS, tokenize, tokenize_many
+from engine.memory import release_free_memory
 from engine.models import Scope, filter_tags
 from engine.versions import KEYWORD_SCHEMA
 
@@ -343,13 +344,15 @@ class _Postings:
         alive, length = self.alive[:n], self.length[:n]
         scores = np.zeros(n, dtype=np.float32)
         k1, b = self.k1, self.b
+        all_alive = n_live == n  # nothing deleted since the last merge: no filtering to do
         for tid in tids:
             docs, tfs = self._postings(tid)
             if docs.size == 0:
                 continue
-            keep = alive[docs]
-            if not keep.all():
-                docs, tfs = docs[keep], tfs[keep]
+            if not all_alive:
+                keep = alive[docs]
+                if not keep.all():
+                    docs, tfs = docs[keep], tfs[keep]
             df = docs.size
             if df == 0:
                 continue
@@ -713,10 +716,12 @@ class LexicalIndex:
         ).fetchall()
         next_tid = max(vocab.values(), default=-1) + 1
         mem = _Postings.build(rows, next_tid, self._k1, self._b)
+        del rows
         with self._read:
             self._vocab, self._next_tid, self._mem = vocab, next_tid, mem
             self._uuid = meta["uuid"]
             self._generation = int(meta["generation"])
+        release_free_memory()  # the rows' blobs, freed above, would stay in the heap otherwise
 
     def _load_since(self, since: int, gen: int) -> None:
         assert self._db is not None

@@ -80,6 +80,26 @@ class SkipState:
 
 
 @dataclass(frozen=True)
+class NoteEvent:
+    """A note a sync deleted or moved (`note_events`): `before` is the note as it was at its
+    old path, `after` as it is at its new one (None for a deletion), each with the fields the
+    visibility rule reads (engine/provenance.py `note_visible`); None also when a stored row
+    cannot be read, so that side is hidden (fail closed)."""
+
+    at: float
+    kind: str  # moved, deleted
+    path: str
+    new_path: str | None
+    before: NoteInfo | None
+    after: NoteInfo | None
+
+
+# Days a note event is kept (MCP recent_changes looks back 7 days by default): purged with
+# the kept chunk versions, hourly (vaultbot/serve.py purge_expired).
+NOTE_EVENTS_DAYS = 30
+
+
+@dataclass(frozen=True)
 class NoteWrite:
     """A note to write: what was parsed, the file's identity, its chunks, and the old path
     when it moved."""
@@ -141,7 +161,8 @@ class Registry:
         self.url = url
         self.engine = make_engine(url)
         self.read_only = sqlite_read_only(url)
-        # Optional tables (migrations.OPTIONAL_TABLES) an older read-only registry lacks: empty.
+        # Optional tables (migrations.OPTIONAL_TABLES) an older read-only registry lacks: empty;
+        # and optional columns ("table.column", OPTIONAL_COLUMNS): NULL.
         self.absent_tables: frozenset[str] = frozenset()
         try:
             # Created and upgraded by migrations only; a read-only one is never written.
@@ -187,18 +208,38 @@ class Registry:
             )
 
     def note_info(self, paths: Iterable[str]) -> dict[str, NoteInfo]:
-        paths = list(set(paths))
+        # Only NoteInfo's columns, JSON read as text and decoded here (empty ones without the
+        # json module): every retrieval reads this for its ~50 candidate notes, and decoding
+        # the links, warnings and every JSON value through SQLAlchemy was most of its cost.
         out: dict[str, NoteInfo] = {}
-        with self.engine.connect() as conn:
-            for part in _batches(paths):
-                rows = conn.execute(select(t.notes).where(t.notes.c.path.in_(part))).all()
-                for r in rows:
-                    out[r.path] = NoteInfo(r.path, r.title, tuple(r.tags), tuple(r.aliases),
-                                           r.private, r.kind, dict(r.frontmatter), r.version,
-                                           r.content_hash, tuple(r.embedded or ()),
-                                           suspect_words(r.frontmatter_error)
-                                           if r.frontmatter_error else (), r.language)
+        for (path, title, tags, aliases, private, kind, frontmatter, version, content_hash,
+             embedded, frontmatter_error, language) in self._rows_in(_NOTE_INFO_SQL, set(paths)):
+            out[path] = NoteInfo(path, title, _json_list(tags), _json_list(aliases), bool(private),
+                                 kind, _json_dict(frontmatter), version, content_hash,
+                                 _json_list(embedded),
+                                 suspect_words(frontmatter_error) if frontmatter_error else (),
+                                 language)
         return out
+
+    def _rows_in(self, sql: str, keys: Iterable[str]) -> list[tuple[Any, ...]]:
+        """Rows of `sql` (its `{in}` is a membership test on the keys) through the driver
+        itself, one statement whatever the number of keys: retrieval reads its candidates'
+        chunks and notes this way on every question, and SQLAlchemy's statement and row
+        handling cost more than the lookups themselves (docs/benchmarks.md)."""
+        keys = list(keys)
+        if not keys:
+            return []
+        sqlite = self.engine.dialect.name == "sqlite"
+        # SQLite: one JSON array parameter; PostgreSQL: one array parameter.
+        query = sql.format(in_="IN (SELECT value FROM json_each(?))" if sqlite else "= ANY(%s)")
+        param = json.dumps(keys) if sqlite else keys
+        with self.engine.connect() as conn:
+            cur = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+            try:
+                cur.execute(query, (param,))
+                return cur.fetchall()
+            finally:
+                cur.close()
 
     def notes_without_language(self) -> list[str]:
         """Notes stored before sync judged their language (NULL), for the indexer to fill in."""
@@ -298,12 +339,39 @@ class Registry:
             _bump_generation(conn)
         return sorted(removed - new)
 
-    def delete_notes(self, paths: Iterable[str]) -> list[str]:
-        """Delete notes and their chunks; returns the deleted chunk ids."""
+    def delete_notes(self, paths: Iterable[str], *, vanished: bool = False) -> list[str]:
+        """Delete notes and their chunks; returns the deleted chunk ids. `vanished`: the files
+        are gone from the vault (not merely no longer indexable), recorded as `deleted` note
+        events in the same transaction."""
         paths = list(paths)
         with self.engine.begin() as conn:
             _keep_versions(conn, paths, set())
+            if vanished:
+                _record_deletions(conn, paths)
             return _delete_notes(conn, paths)
+
+    # ---------------------------------------------------------- note events
+    def note_events(self, since: float, limit: int = 500) -> list[NoteEvent]:
+        """Notes deleted or moved at or after `since`, newest first."""
+        if "note_events" in self.absent_tables:
+            return []
+        ne = t.note_events
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(ne).where(ne.c.at >= since)
+                                .order_by(ne.c.at.desc(), ne.c.id.desc()).limit(limit)).all()
+        return [NoteEvent(r.at, r.kind, r.path, r.new_path,
+                          _event_side(r.path, r.tags, r.private, r.suspect),
+                          _event_side(r.new_path, r.new_tags, r.new_private, r.new_suspect))
+                for r in rows]
+
+    def purge_note_events(self, older_than: float, now: float | None = None) -> int:
+        """Forget note events older than `older_than` seconds before `now`; returns how many."""
+        if "note_events" in self.absent_tables:
+            return 0
+        cutoff = (time.time() if now is None else now) - older_than
+        with self.engine.begin() as conn:
+            return conn.execute(delete(t.note_events).where(t.note_events.c.at < cutoff)
+                                ).rowcount or 0
 
     # ------------------------------------------------------- chunk versions
     def chunk_version(self, chunk_id: str) -> ChunkRecord | None:
@@ -366,24 +434,19 @@ class Registry:
         candidates of which only a few will be shown (`chunk_texts` reads theirs)."""
         ids = list(ids)
         out: dict[str, ChunkRecord] = {}
-        q0 = _chunks_with_paths()
         if not text:
-            q0 = select(*(c for c in t.chunks.c if c.name != "text"), t.notes.c.path).join(
-                t.notes, t.notes.c.id == t.chunks.c.note_id)
+            for row in self._rows_in(_CHUNK_NO_TEXT_SQL, ids):
+                rec = _chunk_record_no_text(row)
+                out[rec.id] = rec
+            return out
         with self.engine.connect() as conn:
             for part in _batches(ids):
-                for r in conn.execute(q0.where(t.chunks.c.id.in_(part))):
+                for r in conn.execute(_chunks_with_paths().where(t.chunks.c.id.in_(part))):
                     out[r.id] = _chunk_record(r)
         return out
 
     def chunk_texts(self, ids: Iterable[str]) -> dict[str, str]:
-        ids = list(ids)
-        out: dict[str, str] = {}
-        with self.engine.connect() as conn:
-            for part in _batches(ids):
-                q = select(t.chunks.c.id, t.chunks.c.text).where(t.chunks.c.id.in_(part))
-                out.update({r.id: r.text for r in conn.execute(q)})
-        return out
+        return dict(self._rows_in("SELECT id, text FROM chunks WHERE id {in_}", ids))  # type: ignore[arg-type]
 
     def chunks_of_notes(self, paths: Iterable[str]) -> dict[str, list[ChunkRecord]]:
         paths = list(paths)
@@ -488,7 +551,9 @@ class Registry:
             conn.execute(insert(t.meta).values(key=key, value=value))
 
     def generation(self) -> int:
-        return int(self.get_meta("generation", "0") or 0)
+        # Read on every question (the retrieval cache keys on it): the driver's own path.
+        rows = self._rows_in("SELECT value FROM meta WHERE key {in_}", ["generation"])
+        return int(rows[0][0] or 0) if rows else 0
 
     # ---------------------------------------------------------------- counts
     def counts(self) -> dict[str, int]:
@@ -504,6 +569,25 @@ def _json_list(raw: str | list[str] | None) -> tuple[str, ...]:
     if isinstance(raw, list):  # PostgreSQL's driver has already decoded json columns
         return tuple(raw)
     return () if raw in (None, "[]", "null") else tuple(json.loads(raw))
+
+
+def _json_dict(raw: str | dict[str, Any] | None) -> dict[str, Any]:
+    if isinstance(raw, dict):
+        return dict(raw)
+    return {} if raw in (None, "{}", "null") else json.loads(raw)
+
+
+# NoteInfo's columns only (not the links, warnings, ...), for Registry._rows_in.
+_NOTE_INFO_SQL = (
+    "SELECT path, title, tags, aliases, private, kind, frontmatter, version, content_hash, "
+    "embedded, frontmatter_error, language FROM notes WHERE path {in_}"
+)
+# A chunk's record without its text (for candidates, of which few are shown).
+_CHUNK_NO_TEXT_SQL = (
+    "SELECT c.id, n.path, c.ordinal, c.text_hash, c.heading, c.page, c.span_start, "
+    "c.span_end, c.tokens, c.sources FROM chunks c JOIN notes n ON n.id = c.note_id "
+    "WHERE c.id {in_}"
+)
 
 
 def _note_values(w: NoteWrite, embed_model: str) -> dict[str, Any]:
@@ -535,8 +619,16 @@ def _write_note(conn: Connection, w: NoteWrite, embed_model: str) -> set[str]:
     values = _note_values(w, embed_model)
     old_path = w.replaces or w.note.path
     row = conn.execute(
-        select(t.notes.c.id, t.notes.c.version).where(t.notes.c.path == old_path)
+        select(t.notes.c.id, t.notes.c.version, t.notes.c.tags, t.notes.c.private,
+               t.notes.c.frontmatter_error).where(t.notes.c.path == old_path)
     ).first()
+    if row is not None and w.replaces and w.replaces != w.note.path:
+        note = w.note  # the same note moved: judged as it was, and as it is at its new path
+        conn.execute(insert(t.note_events).values(
+            at=values["indexed_at"], kind="moved", path=w.replaces, new_path=note.path,
+            **_visibility(row.tags, row.private, row.frontmatter_error),
+            **{f"new_{k}": v for k, v in
+               _visibility(list(note.tags), note.private, note.frontmatter_error).items()}))
     old_ids: set[str] = set()
     if w.replaces and w.replaces != w.note.path:
         # A stale row at the destination (e.g. overwritten by the move) goes first.
@@ -608,6 +700,37 @@ def _delete_notes(conn: Connection, paths: list[str]) -> list[str]:
     return removed
 
 
+def _visibility(tags: Any, private: Any, frontmatter_error: str | None) -> dict[str, Any]:
+    """What `Scope.allows` reads of a note besides its path, as a note event stores it."""
+    return {"tags": list(_json_list(tags)), "private": bool(private),
+            "suspect": list(suspect_words(frontmatter_error)) if frontmatter_error else []}
+
+
+def _record_deletions(conn: Connection, paths: list[str]) -> None:
+    now = time.time()
+    n = t.notes
+    for part in _batches(paths):
+        rows = conn.execute(select(n.c.path, n.c.tags, n.c.private, n.c.frontmatter_error)
+                            .where(n.c.path.in_(part))).all()
+        if rows:
+            conn.execute(insert(t.note_events), [
+                {"at": now, "kind": "deleted", "path": r.path, "new_path": None,
+                 "new_tags": None, "new_private": None, "new_suspect": None,
+                 **_visibility(r.tags, r.private, r.frontmatter_error)} for r in rows])
+
+
+def _event_side(path: str | None, tags: Any, private: Any, suspect: Any) -> NoteInfo | None:
+    """One side of a note event as the visibility rule reads it; None when it is absent or
+    cannot be read (then hidden)."""
+    if not path or private is None or tags is None or suspect is None:
+        return None
+    try:
+        return NoteInfo(path, "", _json_list(tags), (), bool(private), "", {}, 0,
+                        suspect=_json_list(suspect))
+    except (TypeError, ValueError):
+        return None
+
+
 def _keep_versions(conn: Connection, paths: list[str], new: set[str]) -> None:
     """Before a write replaces or deletes the notes at `paths`: copy their chunks that it
     drops (all but `new`) into chunk_versions, in the write's transaction, so a note page can
@@ -654,6 +777,15 @@ def _chunk_record(r: Any) -> ChunkRecord:
                        text_hash=r.text_hash, heading_path=tuple(r.heading or ()), page=r.page,
                        span=(r.span_start, r.span_end), tokens=r.tokens,
                        sources=None if r.sources is None else tuple(r.sources))
+
+
+def _chunk_record_no_text(row: tuple[Any, ...]) -> ChunkRecord:
+    cid, path, ordinal, text_hash, heading, page, start, end, tokens, sources = row
+    # JSON null (SQLAlchemy writes None that way) and SQL NULL both mean "not recorded".
+    return ChunkRecord(id=cid, note_path=path, ordinal=ordinal, text="", text_hash=text_hash,
+                       heading_path=_json_list(heading), page=page, span=(start, end),
+                       tokens=tokens,
+                       sources=None if sources in (None, "null") else _json_list(sources))
 
 
 def _link_json(link: Any) -> dict[str, Any]:

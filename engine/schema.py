@@ -16,6 +16,7 @@ from sqlalchemy import (
     Integer,
     LargeBinary,
     MetaData,
+    PrimaryKeyConstraint,
     String,
     Table,
     Text,
@@ -151,6 +152,14 @@ query_log = Table(
     Column("error", Text, nullable=True),
     Column("feedback", Integer, nullable=True),  # +1 / -1
     Column("feedback_note", Text, nullable=True),
+    # The answer as the asker saw it (markdown, [n] markers), who asked (a Slack or Discord
+    # user id, "cli"; NULL for the API, MCP and /v1, which know no user) and the permalink of
+    # the posted answer when one is known (Slack): `vaultbot stats` shows 👎 answers, App Home
+    # a person's own recent questions. Purged with the row (VAULTBOT_QUERYLOG_DAYS).
+    Column("answer", Text, nullable=True),
+    Column("user", String(200), nullable=True),
+    Column("link", Text, nullable=True),
+    Index("ix_query_log_user", "user", "at"),
 )
 
 # The keyword index in PostgreSQL (engine/pg_keywords.py, VAULTBOT_KEYWORDS=postgres), so that
@@ -190,22 +199,28 @@ keyword_metas = Table(
 keyword_docs = Table(
     "keyword_docs",
     metadata,
-    Column("chunk_id", String(32), primary_key=True),
+    # The postings' doc_id: a query groups and sorts 4-byte integers, not 32-character ids.
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("chunk_id", String(32), nullable=False, unique=True),
     Column("meta_id", Integer, nullable=False),
     Column("length", Integer, nullable=False),  # tokens, for BM25's length normalisation
 )
 
-# One row per (term, chunk): a query reads only its terms' rows through the primary key, with
-# what BM25 needs denormalised into them (the chunk's length and meta) so no join is needed.
+# One row per (term, chunk): a query reads only its terms' rows, with what BM25 needs
+# denormalised into them (the chunk's length and meta) so no join is needed. On PostgreSQL the
+# primary key INCLUDEs those columns: an index-only scan reads a term's postings from a few
+# adjacent index pages instead of one heap page per posting (10x at 10k chunks, migration 0006).
 keyword_postings = Table(
     "keyword_postings",
     metadata,
-    Column("term_id", Integer, primary_key=True, autoincrement=False),
-    Column("chunk_id", String(32), primary_key=True),
+    Column("term_id", Integer, nullable=False),
+    Column("doc_id", Integer, nullable=False),
     Column("tf", Integer, nullable=False),
     Column("length", Integer, nullable=False),
     Column("meta_id", Integer, nullable=False),
-    Index("ix_keyword_postings_chunk", "chunk_id"),
+    PrimaryKeyConstraint("term_id", "doc_id", name="keyword_postings_pkey",
+                         postgresql_include=["tf", "length", "meta_id"]),
+    Index("ix_keyword_postings_doc", "doc_id"),
 )
 
 # Superseded chunk text, kept VAULTBOT_KEEP_VERSIONS_DAYS after a sync dropped it (in the same
@@ -224,4 +239,28 @@ chunk_versions = Table(
     Column("sources", JSON, nullable=True),
     Column("dropped_at", Float, nullable=False),
     Index("ix_chunk_versions_dropped", "dropped_at"),
+)
+
+# Notes a sync deleted or moved (the notes table keeps no row for a deleted note and no old
+# path for a moved one), written in the registry transaction that deletes or moves the note,
+# with what the visibility rule (Scope.allows: path, tags, private, unparseable frontmatter's
+# words) needs to judge the note as it was then, and the moved note as it is at its new path:
+# MCP `recent_changes` names only what the place may see. Kept NOTE_EVENTS_DAYS (30), purged
+# hourly with the kept chunk versions. Optional for a read-only registry (read as empty).
+note_events = Table(
+    "note_events",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("at", Float, nullable=False),
+    Column("kind", String(8), nullable=False),  # moved, deleted
+    Column("path", String(1024), nullable=False),  # the note's path before the event
+    Column("tags", JSON, nullable=False),
+    Column("private", Boolean, nullable=False),
+    Column("suspect", JSON, nullable=False),
+    # A moved note's new path and its visibility there; NULL for a deletion.
+    Column("new_path", String(1024), nullable=True),
+    Column("new_tags", JSON, nullable=True),
+    Column("new_private", Boolean, nullable=True),
+    Column("new_suspect", JSON, nullable=True),
+    Index("ix_note_events_at", "at"),
 )

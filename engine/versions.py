@@ -11,7 +11,10 @@ from __future__ import annotations
 # tests/test_migrations.py checks that this is the head of engine/migrations/versions/.
 # 0002: notes.language (judged at sync), the keyword tables of VAULTBOT_KEYWORDS=postgres.
 # 0003: chunk_versions (superseded chunk text for the note pages, VAULTBOT_KEEP_VERSIONS_DAYS).
-REGISTRY_SCHEMA = "0003"
+# 0004: query_log.answer, .user, .link (stats shows 👎 answers; App Home reads the log).
+# 0005: note_events (moved and deleted notes for MCP recent_changes, kept 30 days).
+# 0006: keyword postings keyed by an integer doc id, index-only scans (emptied: repair refills).
+REGISTRY_SCHEMA = "0006"
 
 # What parsing and chunking make of a note, stored in the registry's `meta` table ("pipeline",
 # with the chunk size). Bump when a note would yield other chunks: every note is then

@@ -441,6 +441,42 @@ def test_read_only_legacy_registry_is_read_not_migrated(
     assert any("reading it without upgrading" in r.getMessage() for r in caplog.records)
 
 
+def test_read_only_registry_at_0003_is_read_without_the_optional_parts(
+        read_only_dir: tuple[Path, Path]) -> None:
+    """A read-only registry from before 0004/0005 lacks query_log.answer/user/link and
+    note_events, which only writes fill: it is read, the query log shows no answers or
+    questions per user, and no note events."""
+    from alembic import command
+    from alembic.config import Config
+
+    from engine.querylog import QueryLog
+
+    src, ro = read_only_dir
+    shutil.copyfile(LEGACY_SQLITE, src / "registry.sqlite3")
+    engine = create_engine(f"sqlite:///{src / 'registry.sqlite3'}")
+    with engine.begin() as conn:
+        cfg = Config()
+        cfg.set_main_option("script_location", str(migrations.SCRIPTS))
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "0003")
+        conn.execute(text("INSERT INTO query_log (at, channel, question, scope, mode, timings, "
+                          "sources, citations_valid, citations_invalid, unsupported, feedback) "
+                          "VALUES (1, 'slack:C1', 'q?', '', 'llm', '{}', '[]', 0, 0, 0, -1)"))
+    engine.dispose()
+    con = sqlite3.connect(src / "registry.sqlite3")
+    con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    con.close()
+    reg = Registry(f"sqlite:///{ro / 'registry.sqlite3'}")
+    try:
+        assert reg.read_only and {"note_events", "query_log.answer"} <= reg.absent_tables
+        [row] = QueryLog(reg).disliked()
+        assert row["question"] == "q?" and row["answer"] is None
+        assert QueryLog(reg).recent_for("U1", "slack") == []
+        assert reg.note_events(0) == []
+    finally:
+        reg.close()
+
+
 def test_read_only_registry_lacking_columns_fails_clearly(read_only_dir: tuple[Path, Path]) -> None:
     src, ro = read_only_dir
     shutil.copyfile(LEGACY_SQLITE, src / "registry.sqlite3")

@@ -21,6 +21,7 @@ from vaultbot.settings import Settings
 # prometheus, the Ollama client, ...).
 if TYPE_CHECKING:
     from bot.access import Access
+    from bot.access_file import AccessFile
     from engine.answer import Asker
     from engine.answer_cache import AnswerCache
     from engine.embedders.base import Embedder
@@ -188,11 +189,15 @@ class App:
         )
 
     @cached_property
-    def access(self) -> Access:
-        """Who may ask where (VAULTBOT_ACCESS_FILE); a bad file is a clear error at start-up."""
+    def access(self) -> Access | AccessFile:
+        """Who may ask where (VAULTBOT_ACCESS_FILE); a bad file is a clear error at start-up.
+        One AccessFile shared by every front end (bots, MCP, /v1, the API, the note pages):
+        it follows edits without a restart and refuses everything while the file is broken."""
         from bot.access import Access
+        from bot.access_file import AccessFile
 
-        return Access.load(self.settings.access_file)
+        path = self.settings.access_file
+        return AccessFile(path) if path is not None else Access()
 
     @cached_property
     def querylog(self) -> QueryLog:
@@ -275,6 +280,32 @@ class App:
         from sync.lock import IndexLock
 
         return IndexLock(self.data_dir, self.index.registry.engine)
+
+    def warm(self) -> dict[str, float]:
+        """Load what the first question would otherwise wait for: the embedder's model, the
+        keyword tokenizer's (Kiwi, ~5-20 s here), and the vector store's graph (Chroma reads
+        its HNSW index on the first query). serve runs it beside the server at start-up, so
+        the first users of a fresh process meet warm figures. Returns seconds per part."""
+        import time
+
+        from engine.models import Scope
+
+        took: dict[str, float] = {}
+        t = time.perf_counter()
+        vector = self.retriever.embed_query("warm up")
+        took["embedder"] = time.perf_counter() - t
+        t = time.perf_counter()
+        keywords = self.index.keywords
+        if keywords is not None:
+            keywords.search("warm up 준비", 1, Scope())
+        took["keywords"] = time.perf_counter() - t
+        t = time.perf_counter()
+        self.index.vectors.query(vector, 1, Scope())
+        took["vectors"] = time.perf_counter() - t
+        from engine.memory import release_free_memory
+
+        release_free_memory()  # what the loads above allocated and freed
+        return {k: round(v, 2) for k, v in took.items()}
 
     def close(self) -> None:
         if "index" in self.__dict__:

@@ -14,6 +14,7 @@ from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from engine.registry import NOTE_EVENTS_DAYS
 from vaultbot.app import App  # the CLI imports this module only once it has built an App
 
 if TYPE_CHECKING:
@@ -32,7 +33,6 @@ def _slack(app: App, api: FastAPI) -> Callable[[], None] | None:
     token = s.slack_bot_token.get_secret_value()
     if not token:
         return None
-    from bot.access_file import AccessFile
     from bot.slack import SocketModeThread, build_slack_app, mount_http
 
     def status() -> dict[str, Any]:  # App Home's index status (run off the bot's event loop)
@@ -44,10 +44,8 @@ def _slack(app: App, api: FastAPI) -> Callable[[], None] | None:
                 "last_sync": last["finished_at"] if last else None,
                 "skipped": len(registry.skipped()), "ollama": bool(health["reachable"])}
 
-    # The access file is read again when it changes: a new channel rule needs no restart.
-    access = AccessFile(s.access_file, app.access) if s.access_file else app.access
     slack_app = build_slack_app(
-        app.asker, app.querylog, access, bot_token=token,
+        app.asker, app.querylog, app.access, bot_token=token,  # follows the access file
         signing_secret=s.slack_signing_secret.get_secret_value(), api_url=s.slack_api_url,
         on_answer=app.metrics.observe,
         mask=s.mask_for("slack"), max_turns=s.max_turns, status=status,
@@ -113,15 +111,19 @@ def _discord(app: App, api: FastAPI) -> Callable[[], None] | None:
 
 def purge_expired(app: App, now: float | None = None) -> dict[str, int]:
     """Apply the retention settings: delete query-log rows older than VAULTBOT_QUERYLOG_DAYS,
-    cached answers older than VAULTBOT_CACHE_TTL_HOURS and superseded chunk text older than
-    VAULTBOT_KEEP_VERSIONS_DAYS. Returns what was deleted; "chunk_versions" only when some
-    were (`vaultbot purge --json` keeps printing the two keys it always printed)."""
+    cached answers older than VAULTBOT_CACHE_TTL_HOURS, superseded chunk text older than
+    VAULTBOT_KEEP_VERSIONS_DAYS and note events (moves, deletions) older than
+    NOTE_EVENTS_DAYS. Returns what was deleted; "chunk_versions" and "note_events" only when
+    some were (`vaultbot purge --json` keeps printing the two keys it always printed)."""
     now = time.time() if now is None else now
     counts = {"query_log": app.querylog.purge(app.settings.querylog_days * 86400, now=now),
               "answer_cache": app.answer_cache.purge_expired(now=now)}
     versions = app.index.registry.purge_versions(app.settings.keep_versions_days * 86400, now=now)
     if versions:
         counts["chunk_versions"] = versions
+    events = app.index.registry.purge_note_events(NOTE_EVENTS_DAYS * 86400, now=now)
+    if events:
+        counts["note_events"] = events
     _flush_wal(app.index.registry)
     return counts
 
@@ -169,25 +171,28 @@ def start_purge_schedule(app: App, clock: Callable[[], float] = time.time) -> An
     return scheduler
 
 
-def current_rules(app: App) -> Callable[[], Any]:
-    """The access file's base scope as the file is now (read again when it changes), for the
-    note pages' re-check: a folder made private after a link was sent closes the link. An
-    unreadable file raises, and the page refuses (fail closed)."""
-    from bot.access import Access
+def build_api(app: App, *, host: str, token: str, sync_failure: Callable[[], Any] | None = None,
+              owner_key: str = "") -> FastAPI:
+    """serve's HTTP app: the API, the web pages, /v1 and /mcp, all under `app.access` as the
+    file is now (`rules` and `place_scope` are read per request: an edit applies at once, a
+    broken file refuses; a folder made private after a link was sent closes the link)."""
+    from vaultbot.api import create_app, local_hosts
 
-    path = app.settings.access_file
-    seen: dict[str, Any] = {"stamp": None, "scope": app.access.base_scope()}
-
-    def rules() -> Any:
-        if path is None:
-            return seen["scope"]
-        st = path.stat()
-        stamp = (st.st_mtime_ns, st.st_size, st.st_ino)
-        if stamp != seen["stamp"]:
-            seen["scope"], seen["stamp"] = Access.load(path).base_scope(), stamp
-        return seen["scope"]
-
-    return rules
+    generator = app.generator
+    access = app.access
+    return create_app(
+        asker=app.asker, retriever=app.retriever, index=app.index, querylog=app.querylog,
+        token=token, llm_health=generator.health if generator is not None else None,
+        base_scope=access.base_scope(), mask=app.settings.mask_for("api"),
+        # Without a token only loopback is bound, and only loopback names are answered
+        # (DNS rebinding); Slack's events carry their own signature.
+        allowed_hosts=None if token else local_hosts(host) | page_hosts(
+            app.settings.public_url),
+        host_check_exempt=("/slack/events",),
+        sync_failure=sync_failure, metrics=app.metrics, owner_key=owner_key,
+        vault=app.settings.vault, signer=app.link_signer, rules=access.base_scope,
+        place_scope=access.place_scope,  # /v1 and /mcp (docs/clients.md)
+    )
 
 
 def page_hosts(public_url: str) -> set[str]:
@@ -201,10 +206,19 @@ def page_hosts(public_url: str) -> set[str]:
     return {host_name(netloc.rsplit("@", 1)[-1])} if netloc else set()
 
 
+def _warm(app: App) -> None:
+    """Models and graphs loaded beside the server (App.warm): a question that comes first
+    waits for the same loads, no longer. A failure here is the first question's to report."""
+    try:
+        log.info("warm-up took %s s", app.warm())
+    except Exception as exc:  # noqa: BLE001 - logged; the question path raises it properly
+        log.warning("warm-up failed (%s); the first question will load what it needs", exc)
+
+
 def serve(app: App, *, host: str, port: int, watch: bool = True) -> int:
     import uvicorn
 
-    from vaultbot.api import check_bind, create_app, local_hosts
+    from vaultbot.api import check_bind
     from vaultbot.client import new_owner_key, remove_address, write_address
 
     token = app.settings.api_token.get_secret_value()
@@ -223,23 +237,12 @@ def serve(app: App, *, host: str, port: int, watch: bool = True) -> int:
             # while a large vault catches up.
             threading.Thread(target=service.reconcile, name="initial-sync", daemon=True).start()
         purger = start_purge_schedule(app)  # with or without --no-watch: the log fills either way
-        generator = app.generator
+        threading.Thread(target=_warm, args=(app,), name="warm-up", daemon=True).start()
         # Citations link to the note pages served here (the port is fixed once bound, below).
         app.page_base = f"http://{'[' + host + ']' if ':' in host else host}:{port}"
-        api = create_app(
-            asker=app.asker, retriever=app.retriever, index=app.index, querylog=app.querylog,
-            token=token, llm_health=generator.health if generator is not None else None,
-            base_scope=app.access.base_scope(), mask=app.settings.mask_for("api"),
-            # Without a token only loopback is bound, and only loopback names are answered
-            # (DNS rebinding); Slack's events carry their own signature.
-            allowed_hosts=None if token else local_hosts(host) | page_hosts(
-                app.settings.public_url),
-            host_check_exempt=("/slack/events",),
-            sync_failure=service.failure if service is not None else None,
-            metrics=app.metrics, owner_key=(owner_key := new_owner_key()),
-            vault=app.settings.vault, signer=app.link_signer, rules=current_rules(app),
-            place_scope=app.access.place_scope,  # /v1 and /mcp (docs/clients.md)
-        )
+        api = build_api(app, host=host, token=token,
+                        sync_failure=service.failure if service is not None else None,
+                        owner_key=(owner_key := new_owner_key()))
         for start in (_slack, _discord):
             stop = start(app, api)
             if stop is not None:

@@ -50,8 +50,14 @@ SCRIPTS = Path(__file__).resolve().parent
 LEGACY = "legacy"  # the revision of a registry from before migrations
 _PG_LOCK_KEY = 0x7662_6D67  # "vbmg": one migrator at a time (sync/lock.py uses another key)
 # Tables a read-only registry may lack and still be read: only writes fill them, and what reads
-# them does without (chunk_versions: a note page then says the cited text is no longer kept).
-OPTIONAL_TABLES = frozenset({"chunk_versions"})
+# them does without (chunk_versions: a note page then says the cited text is no longer kept;
+# note_events: recent_changes then names no moved or deleted note).
+OPTIONAL_TABLES = frozenset({"chunk_versions", "note_events"})
+# Columns likewise ("table.column"): only writes fill them; readers show nothing for them.
+# The keyword_* columns of 0006 are read only by the PostgreSQL keyword index, which never
+# runs on a read-only registry.
+OPTIONAL_COLUMNS = frozenset({"query_log.answer", "query_log.user", "query_log.link",
+                              "keyword_docs.id", "keyword_postings.doc_id"})
 
 
 class RegistryVersionError(RuntimeError):
@@ -106,7 +112,8 @@ def upgrade(engine: Engine, url: str, sqlite_file: Path | None) -> None:
 
 def check_readable(engine: Engine, url: str) -> frozenset[str]:
     """For a registry that must not be written: refuse what cannot be read correctly. Returns
-    the `OPTIONAL_TABLES` it lacks (to be read as empty)."""
+    the `OPTIONAL_TABLES` it lacks (to be read as empty) and the `OPTIONAL_COLUMNS` (as
+    "table.column", read as NULL)."""
     with engine.connect() as conn:
         found = stored_revision(conn)
         if found == REGISTRY_SCHEMA:
@@ -122,7 +129,9 @@ def check_readable(engine: Engine, url: str) -> frozenset[str]:
         for table in metadata.sorted_tables:
             if table.name in have:
                 cols = {c["name"] for c in insp.get_columns(table.name)}
-                missing += [f"{table.name}.{c.name}" for c in table.columns if c.name not in cols]
+                lacking = [f"{table.name}.{c.name}" for c in table.columns if c.name not in cols]
+                absent |= OPTIONAL_COLUMNS.intersection(lacking)
+                missing += [c for c in lacking if c not in OPTIONAL_COLUMNS]
     if missing:
         raise RegistryOutdated(
             f"the registry at {redact_url(url)} is at schema {found or 'none'}, older than this "
