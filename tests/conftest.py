@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
@@ -118,3 +118,18 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):  # type
             report.outcome = "failed"
             report.longrepr = f"under CI, a missing shared corpus is a failure: {reason}"
     return report
+
+
+@pytest.fixture
+async def fake_discord() -> AsyncIterator[object]:
+    """The fake Discord (tests/fakes/discord_api.py), with discord.py pointed at it."""
+    from fakes.discord_api import FakeDiscord
+
+    from bot.discord_bot import apply_overrides, restore_overrides
+
+    async with FakeDiscord() as server:
+        previous = apply_overrides(server.api_url, server.gateway_url)
+        try:
+            yield server
+        finally:
+            restore_overrides(previous)

@@ -13,7 +13,7 @@ import logging
 import os
 import re
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +27,6 @@ from test_discord import CALLBACK, ORIGINAL, has_embeds, running
 
 import vaultbot.app
 from bot.access_file import BROKEN, AccessBroken, AccessFile
-from bot.discord_bot import apply_overrides, restore_overrides
 from engine.embedders.hashing import HashingEmbedder
 from engine.models import Scope
 from vaultbot.api import OWNER_HEADER
@@ -232,18 +231,9 @@ def test_an_unreadable_file_refuses_until_it_is_readable_again(app: App) -> None
 # -------------------------------------------------------------------------------- Discord
 
 
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeDiscord]:
-    async with FakeDiscord() as server:
-        previous = apply_overrides(server.api_url, server.gateway_url)
-        try:
-            yield server
-        finally:
-            restore_overrides(previous)
-
-
 async def test_discord_follows_edits_refuses_while_broken_and_answers_once_fixed(
-        app: App, fake: FakeDiscord) -> None:
+        app: App, fake_discord: FakeDiscord) -> None:
+    fake = fake_discord
     async def ask() -> str:
         """The answer's embeds as text, or the refusal."""
         def done(c: Any) -> bool:

@@ -10,7 +10,6 @@ import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import pytest
 from fakes.discord_api import FakeDiscord
 from fakes.slack_api import FakeSlack
 from prometheus_client import generate_latest
@@ -18,7 +17,6 @@ from test_discord import ORIGINAL, THREAD, has_embeds
 from test_slack import Bot
 
 from bot.conversation import LiveEdit, drain, recent
-from bot.discord_bot import apply_overrides, restore_overrides
 from engine.answer import Asker, AskOptions, Event
 from engine.llm.ollama import OllamaGenerator
 from engine.models import Turn
@@ -47,16 +45,6 @@ def recording_asker(index, fake_ollama) -> RecordingAsker:
                            querylog=QueryLog(index.registry), vault_name="vault")
     asker.histories = []
     return asker
-
-
-@pytest.fixture
-async def fake_discord() -> AsyncIterator[FakeDiscord]:
-    async with FakeDiscord() as server:
-        previous = apply_overrides(server.api_url, server.gateway_url)
-        try:
-            yield server
-        finally:
-            restore_overrides(previous)
 
 
 # ---------------------------------------------------------------------------- Discord via serve

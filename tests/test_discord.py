@@ -44,13 +44,8 @@ A1 = ("The vaultbot launch is planned for December 4 [1]. The team first finishe
 
 
 @pytest.fixture
-async def fake() -> AsyncIterator[FakeDiscord]:
-    async with FakeDiscord() as server:
-        previous = apply_overrides(server.api_url, server.gateway_url)
-        try:
-            yield server
-        finally:
-            restore_overrides(previous)
+def fake(fake_discord: FakeDiscord) -> FakeDiscord:
+    return fake_discord  # the conftest fixture, by the short name these tests use
 
 
 def make_asker(index, fake_ollama, **kw: Any) -> Asker:
