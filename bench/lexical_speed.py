@@ -95,6 +95,20 @@ class Corpus:
         return [self.known.get(t) or tokenize(t, tokenizer) for t in texts]
 
 
+def mixed_queries(sents: list[str], n: int, seed: int = 3) -> tuple[list[str], list[str]]:
+    """n queries: 80 % KorQuAD questions, the rest 3-6 word spans of English pool sentences."""
+    rng = random.Random(seed)
+    _, questions = load_korquad(KORQUAD)
+    ko = [q for q, _ in rng.sample(questions, int(n * 0.8))]
+    en_sents = [s for s in sents if re.fullmatch(r"[\x00-\x7f]+", s) and len(s.split()) >= 6]
+    en = []
+    for s in rng.sample(en_sents, n - len(ko)):
+        words = s.split()
+        start = rng.randrange(0, len(words) - 4)
+        en.append(" ".join(words[start : start + rng.randint(3, 6)]))
+    return ko, en
+
+
 def pct(values: list[float], q: float) -> float:
     values = sorted(values)
     return values[min(len(values) - 1, int(round(q / 100 * (len(values) - 1))))]
@@ -368,15 +382,7 @@ def main() -> None:
     corpus = Corpus(sents, tokens)
     lexical.tokenize_many = corpus.lookup  # type: ignore[assignment]
 
-    rng = random.Random(3)
-    _, questions = load_korquad(KORQUAD)
-    ko = [q for q, _ in rng.sample(questions, int(args.queries * 0.8))]
-    en_sents = [s for s in sents if re.fullmatch(r"[\x00-\x7f]+", s) and len(s.split()) >= 6]
-    en = []
-    for s in rng.sample(en_sents, args.queries - len(ko)):
-        words = s.split()
-        start = rng.randrange(0, len(words) - 4)
-        en.append(" ".join(words[start : start + rng.randint(3, 6)]))
+    ko, en = mixed_queries(sents, args.queries)
     queries = ko + en
     QUERIES_NOTE = (
         f"{len(queries)} queries: {len(ko)} KorQuAD questions and {len(en)} 3-6 word English "

@@ -15,8 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import random
-import re
 import sys
 import time
 import uuid
@@ -28,8 +26,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from korean_tokenizer import KORQUAD, load_korquad  # noqa: E402
-from lexical_speed import Corpus, pct, sentence_pool  # noqa: E402
+from lexical_speed import Corpus, mixed_queries, pct, sentence_pool  # noqa: E402
 from sqlalchemy import create_engine, text  # noqa: E402
 
 import engine.lexical as lexical  # noqa: E402
@@ -169,15 +166,7 @@ def main() -> None:
     lexical.tokenize_many = corpus.lookup  # type: ignore[assignment]
     pg_keywords.tokenize_many = corpus.lookup  # type: ignore[assignment]
 
-    rng = random.Random(3)
-    _, questions = load_korquad(KORQUAD)
-    ko = [q for q, _ in rng.sample(questions, int(args.queries * 0.8))]
-    en_sents = [s for s in sents if re.fullmatch(r"[\x00-\x7f]+", s) and len(s.split()) >= 6]
-    en = []
-    for s in rng.sample(en_sents, args.queries - len(ko)):
-        words = s.split()
-        start = rng.randrange(0, len(words) - 4)
-        en.append(" ".join(words[start : start + rng.randint(3, 6)]))
+    ko, en = mixed_queries(sents, args.queries)
     queries = ko + en
 
     results = []
