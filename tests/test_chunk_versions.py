@@ -39,6 +39,7 @@ from engine.models import Scope
 from engine.querylog import QueryLog
 from engine.registry import Registry
 from engine.retrieve import Retriever
+from engine.versions import REGISTRY_SCHEMA
 from sync.indexer import Indexer
 from vaultbot.api import create_app
 from vaultbot.app import App
@@ -295,14 +296,15 @@ def test_0002_registry_upgrades_to_0003_keeping_every_row(legacy_url: str) -> No
     finally:
         engine.dispose()
     assert _revision(legacy_url) == "0002"
-    old_columns = _columns(legacy_url)
+    # The keyword tables are derived data that 0006 lays out anew (the next sync refills them).
+    old_columns = {t: c for t, c in _columns(legacy_url).items() if not t.startswith("keyword_")}
     assert "chunk_versions" not in old_columns
     before = _rows(legacy_url, old_columns)
     assert sum(map(len, before.values())) > 0
 
     registry = Registry(legacy_url)
     try:
-        assert _revision(legacy_url) == "0003"
+        assert _revision(legacy_url) == REGISTRY_SCHEMA  # 0003 and every later one
         assert _rows(legacy_url, old_columns) == before  # every row kept
         if sqlite_file is not None:
             assert sqlite_file.with_name(f"{sqlite_file.name}.bak-0002").exists()
