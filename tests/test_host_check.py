@@ -100,8 +100,10 @@ def _serve(tmp_path: Path, port: int, **env_extra: str) -> subprocess.Popen:
 
 def _status(url: str, host: str, headers: dict[str, str] | None = None) -> int | None:
     try:
+        # serve loads Kiwi's model beside the server at start-up (App.warm), holding the GIL
+        # for up to a few seconds on a busy machine: a reply may wait that long.
         return httpx.get(f"{url}/health", headers={"Host": host, **(headers or {})},
-                         timeout=2).status_code
+                         timeout=15).status_code
     except httpx.HTTPError:
         return None
 
