@@ -89,6 +89,17 @@ class Answer:
         )
 
 
+async def _after(first: asyncio.Future[Any], rest: AsyncIterator[Any]) -> AsyncIterator[Any]:
+    """A stream whose first item is already being awaited in `first`, then the rest of it."""
+    try:
+        item = await first
+    except StopAsyncIteration:
+        return
+    yield item
+    async for item in rest:
+        yield item
+
+
 @dataclass(frozen=True)
 class Sources:
     citations: list[Citation]
@@ -259,15 +270,22 @@ class Asker:
             answer.mode = "extractive" if self.generator is None else "llm"
             yield Token(answer.text)
         elif self.generator is not None:
-            quick = None
+            quick_job = None
             if opts.quick:
-                # Sentences by shared words and the asked-for kind of value, no embedding:
-                # cheap (timings["quick"]), and Ollama stays free for the generation.
+                # Sentences by shared words and the asked-for kind of value, no embedding, so
+                # Ollama stays free for the generation; picked on a thread while the request
+                # goes out (~0.1 s of Kiwi sentence splitting, which the first token must not
+                # wait for).
                 tq = time.perf_counter()
-                quick = await asyncio.to_thread(self._quick, question, hits, citations)
-                mark("quick", tq)
+
+                def pick() -> Quick | None:
+                    found = self._quick(question, hits, citations)
+                    timings["quick"] = round((time.perf_counter() - tq) * 1000, 2)
+                    return found
+
+                quick_job = asyncio.ensure_future(asyncio.to_thread(pick))
             async for event in self._generate(question, hits, citations, model, opts, answer,
-                                              timings, t, qvec, quick):
+                                              timings, t, qvec, quick_job):
                 yield event
         else:
             for event in await asyncio.to_thread(self._extract, question, hits, answer, qvec):
@@ -286,7 +304,8 @@ class Asker:
     async def _generate(self, question: str, hits: list[Hit], citations: list[Citation],
                         model: str | None, opts: AskOptions, answer: Answer,
                         timings: dict[str, float], t: float, qvec: Any,
-                        quick: Quick | None = None) -> AsyncIterator[Event]:
+                        quick_job: asyncio.Future[Quick | None] | None = None,
+                        ) -> AsyncIterator[Event]:
         assert self.generator is not None
         messages, used = build_messages(question, hits, citations, opts.history, self.budget)
         marker = MarkerFilter(used)
@@ -305,14 +324,22 @@ class Asker:
                 model, key, lambda: generator.stream(messages, model=model))
         else:
             pieces = generator.stream(messages, model=model)
-        # `Quick` goes out before the model starts; a question that must wait for a slot
-        # says so first (`Queued` comes at once then), and the quick answer follows it.
-        if quick is not None and not (self.queue is not None and model is not None
-                                      and self.queue.running(model) >= self.queue.limit(model)):
-            yield quick
-            quick = None
+        # The request goes out now; the quick answer is picked meanwhile. `Quick` goes out
+        # unless the model's first piece came first; a question that must wait for a slot says
+        # so first (`Queued` comes at once then), and the quick answer follows it.
+        full = (self.queue is not None and model is not None
+                and self.queue.running(model) >= self.queue.limit(model))
+        stream = pieces.__aiter__()
+        first: asyncio.Future[str | Queued] = asyncio.ensure_future(stream.__anext__())
+        quick: Quick | None = None
         try:
-            async for piece in pieces:
+            if quick_job is not None and full:
+                quick = await quick_job  # shown after the `Queued` notice, below
+            elif quick_job is not None:
+                await asyncio.wait({first, quick_job}, return_when=asyncio.FIRST_COMPLETED)
+                if not first.done() and (found := quick_job.result()) is not None:
+                    yield found
+            async for piece in _after(first, stream):
                 if isinstance(piece, Queued):
                     yield piece
                     if quick is not None:
@@ -348,6 +375,9 @@ class Asker:
             log.warning("generation broke mid-answer: %s", exc)
             answer.error = exc.user_message
             yield Failed(exc.user_message)
+        finally:
+            if not first.done():  # the consumer left before the model's first piece
+                first.cancel()
         timings["generate"] = round((time.perf_counter() - t) * 1000, 2)
         answer.text = "".join(parts).strip()
         answer.invalid_citations = marker.removed

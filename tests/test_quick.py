@@ -88,6 +88,7 @@ async def test_quick_comes_right_after_the_sources_and_before_the_first_token(
 async def test_no_quick_when_cached_or_extractive_anyway(tmp_path: Path, usem3, fake_ollama) -> None:
     with synced_example(tmp_path, usem3) as idx:
         fake_ollama.responder = lambda *a: ANSWER
+        fake_ollama.first_token_delay = 1.0  # slower than the quick pick, as a real model is
         asker = _asker(idx, fake_ollama, cache=AnswerCache(idx.registry))
         first = [e async for e in asker.stream(QUESTION)]
         again = [e async for e in asker.stream(QUESTION)]
@@ -100,9 +101,34 @@ async def test_no_quick_when_cached_or_extractive_anyway(tmp_path: Path, usem3, 
         assert not any(isinstance(e, Quick) for e in off) and isinstance(off[-1], Done)
 
 
+async def test_the_first_token_does_not_wait_for_the_quick_pick(index, fake_ollama,
+                                                                 monkeypatch) -> None:
+    """The quick answer is picked while the request goes out: a model faster than the pick
+    streams at once, and no quick answer is shown for it."""
+    fake_ollama.responder = lambda *a: ANSWER
+    real = Asker._quick
+
+    def slow_pick(self, *args):  # noqa: ANN001, ANN202
+        time.sleep(1.5)
+        return real(self, *args)
+
+    monkeypatch.setattr(Asker, "_quick", slow_pick)
+    asker = _asker(index, fake_ollama)
+    seen: list[tuple[float, Any]] = []
+    start = time.monotonic()
+    async for event in asker.stream(QUESTION, AskOptions(use_cache=False)):
+        seen.append((time.monotonic() - start, event))
+    sources_at = next(t for t, e in seen if isinstance(e, Sources))
+    token_at = next(t for t, e in seen if isinstance(e, Token))
+    assert token_at - sources_at < 1.0, seen  # not after the pick's 1.5 s
+    assert not any(isinstance(e, Quick) for _, e in seen)
+    assert seen[-1][1].answer.text == ANSWER
+
+
 async def test_quick_is_masked_like_the_answer(secret_vault, fake_ollama) -> None:  # noqa: F811
     """The quick answer quotes the masked passages, as the prompt and the answer do."""
     fake_ollama.responder = lambda *a: "Ask the contact person [1]."
+    fake_ollama.first_token_delay = 1.0  # slower than the quick pick, as a real model is
     asker = Asker(Retriever(secret_vault), OllamaGenerator(fake_ollama.url))
     question = "Who do I contact about the staging server, and what is the API key?"
     events = [e async for e in asker.stream(question, AskOptions(mask=True, use_cache=False))]
