@@ -13,6 +13,7 @@ import pytest
 from corpus import VAULTS, need_corpus
 from helpers import CountingEmbedder, build, close_index
 from sqlalchemy import text
+from test_migrations import legacy_url  # noqa: F401 - a fixture (the committed old registry)
 
 from engine.embedders.hashing import HashingEmbedder
 from engine.index import Index
@@ -82,29 +83,8 @@ def test_language_stored_at_sync_and_kept_in_step(tmp_path: Path, registry_url: 
         close_index(index)
 
 
-def _load_pg_dump(url: str, dump: Path) -> None:
-    import psycopg
-
-    sql = "\n".join(line for line in dump.read_text().splitlines() if not line.startswith("\\"))
-    with psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://"),
-                         autocommit=True) as conn:
-        conn.execute(sql)
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def legacy_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """The committed pre-migrations registry (tests/test_migrations.py)."""
-    if request.param == "sqlite":
-        data = tmp_path / "legacy-data"
-        data.mkdir()
-        shutil.copyfile(FIXTURES / "registry-2dd3a1f.sqlite3", data / "registry.sqlite3")
-        return f"sqlite:///{data / 'registry.sqlite3'}"
-    url = request.getfixturevalue("pg_url")
-    _load_pg_dump(url, FIXTURES / "registry-2dd3a1f.pg.sql")
-    return url
-
-
-def test_upgraded_registry_gets_languages_without_embedding(legacy_url: str, tmp_path: Path) -> None:
+def test_upgraded_registry_gets_languages_without_embedding(legacy_url: str,  # noqa: F811
+                                                              tmp_path: Path) -> None:
     reg = Registry(legacy_url)  # upgraded: the column is there, empty
     try:
         assert len(reg.notes_without_language()) == 5
