@@ -34,7 +34,7 @@ import json
 import logging
 import re
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -482,29 +482,32 @@ class VaultbotDiscord(discord.Client):
         if not question:
             return
         self._conversations.move_to_end(channel.id)
-        if self.inflight.draining:
-            with contextlib.suppress(discord.HTTPException):
-                await message.reply(RESTARTING, mention_author=False)
-            return
-        with self.inflight.track():
-            try:
-                async with conv.lock:  # one answer at a time, so each sees the previous turn
-                    await self._follow_up(message, question, channel.id, conv)
-            except Exception:
-                log.exception("answering a follow-up in thread %s failed", channel.id)
+
+        async def follow_up() -> None:
+            async with conv.lock:  # one answer at a time, so each sees the previous turn
+                await self._follow_up(message, question, channel.id, conv)
+
+        await self._answer_message(message, follow_up, f"a follow-up in thread {channel.id}")
 
     async def _on_mention(self, message: discord.Message, question: str) -> None:
         """A mention outside vaultbot's threads: a thread opens on the question and the answer
         goes there (a channel that cannot hold threads gets a reply)."""
+        await self._answer_message(message, lambda: self._mention(message, question),
+                                   f"a mention in channel {message.channel.id}")
+
+    async def _answer_message(self, message: discord.Message,
+                              work: Callable[[], Awaitable[None]], what: str) -> None:
+        """Answer a message (a mention or a thread follow-up), counted for the drain; while
+        draining, the message gets the restart notice instead."""
         if self.inflight.draining:
             with contextlib.suppress(discord.HTTPException):
                 await message.reply(RESTARTING, mention_author=False)
             return
         with self.inflight.track():
             try:
-                await self._mention(message, question)
+                await work()
             except Exception:
-                log.exception("answering a mention in channel %s failed", message.channel.id)
+                log.exception("answering %s failed", what)
 
     async def _mention(self, message: discord.Message, question: str) -> None:
         channel = message.channel
