@@ -9,6 +9,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from engine.models import ChunkRecord
 
 _HANGUL = re.compile(r"[\uac00-\ud7a3\u1100-\u11ff\u3130-\u318f]")
 _LATIN = re.compile(r"[A-Za-z]")
@@ -42,3 +46,9 @@ def language_of_texts(texts: Iterable[str]) -> str:
     the same way for a note stored before that column existed."""
     first = [t for _, t in zip(range(NOTE_LANGUAGE_CHUNKS), texts, strict=False)]
     return note_language("\n".join(first))
+
+
+def language_of_chunks(chunks: Iterable[ChunkRecord]) -> str:
+    """A note's language from its chunks, taken in their order in the note: what sync stores
+    in notes.language and retrieval judges for a note stored before that column existed."""
+    return language_of_texts(c.text for c in sorted(chunks, key=lambda c: c.ordinal))

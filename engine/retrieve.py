@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Generic, Literal, TypeVar
 import numpy as np
 
 from engine.index import Index
-from engine.language import NOTE_LANGUAGE_CHUNKS, language_of_texts, question_language
+from engine.language import language_of_chunks, question_language
 from engine.models import ChunkRecord, Hit, Scope
 from engine.provenance import sources_of, visible
 from engine.registry import NoteInfo
@@ -101,12 +101,6 @@ class LRU(Generic[V]):
     def clear(self) -> None:
         with self._lock:
             self._data.clear()
-
-
-def language_of_chunks(chunks: list[ChunkRecord]) -> str:
-    """A note's language, judged on its first chunks in order (long PDFs); what sync stores
-    in notes.language."""
-    return language_of_texts(c.text for c in chunks[:NOTE_LANGUAGE_CHUNKS])
 
 
 def normalize_query(q: str) -> str:

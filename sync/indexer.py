@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from engine.index import Index
-from engine.language import language_of_texts
+from engine.language import language_of_chunks
 from engine.models import ChunkDraft, ChunkRecord, ParsedNote, chunk_id, sha256_hex
 from engine.names import nfc
 from engine.registry import NoteInfo, NoteState, NoteWrite, SkipState
@@ -85,11 +85,6 @@ def _stamp_of(st: os.stat_result) -> tuple[int, int, int, int]:
 
 def _stamp(skip: SkipState) -> tuple[int, int, int | None, int | None]:
     return skip.size, skip.mtime_ns, skip.mode, skip.ctime_ns
-
-
-def _language(chunks: list[ChunkRecord]) -> str:
-    """The note's language as retrieval judges it, from its chunks in order."""
-    return language_of_texts(c.text for c in sorted(chunks, key=lambda c: c.ordinal))
 
 
 def chunk_sources(note: ParsedNote, draft: ChunkDraft) -> tuple[str, ...]:
@@ -301,7 +296,7 @@ class Indexer:
         todo = reg.notes_without_language()
         for i in range(0, len(todo), batch):
             chunks = reg.chunks_of_notes(todo[i : i + batch])
-            reg.set_languages({p: _language(cs) for p, cs in chunks.items()})
+            reg.set_languages({p: language_of_chunks(cs) for p, cs in chunks.items()})
 
     def _walk(self, stats: SyncStats) -> tuple[dict[str, tuple[int, int]], set[str]]:
         """Every candidate file under its canonical (NFC) path, with its size and mtime. Paths
@@ -399,7 +394,7 @@ class Indexer:
         index.put_chunks([c for _, _, recs in group for c in recs], infos, vectors)
         removed = index.registry.write_notes(
             [NoteWrite(note, w.content_hash, w.size, w.mtime_ns, recs, w.moved_from,
-                       _language(recs))
+                       language_of_chunks(recs))
              for w, note, recs in group], index.model)
         for w, _, _ in group:
             if w.moved_from:
