@@ -61,7 +61,8 @@ class Index:
         keywords: KeywordIndex | None = None,
     ) -> Index:
         registry = Registry(registry_url)
-        vectors = ChromaVectorStore(embedder.name, path=data_dir / "chroma", url=chroma_url)
+        vectors = ChromaVectorStore(embedder.name, path=data_dir / "chroma", url=chroma_url,
+                                    registry=registry)
         return cls(registry, vectors, embedder, keywords)
 
     @property

@@ -19,7 +19,7 @@ from engine.models import ChunkRecord, Scope, filter_tags, folder_ancestors
 from engine.names import name_key
 
 if TYPE_CHECKING:
-    from engine.registry import NoteInfo
+    from engine.registry import NoteInfo, Registry
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +98,8 @@ def scope_where(scope: Scope | None) -> dict[str, Any] | None:
 class ChromaVectorStore:
     """engine.stores.VectorStore over a Chroma collection (the default `VAULTBOT_INDEX=chroma`)."""
 
-    def __init__(self, model: str, *, path: Path | None = None, url: str = "") -> None:
+    def __init__(self, model: str, *, path: Path | None = None, url: str = "",
+                 registry: Registry | None = None) -> None:
         import chromadb
         from chromadb.config import Settings as ChromaSettings
 
@@ -117,6 +118,9 @@ class ChromaVectorStore:
         else:
             self.client = chromadb.EphemeralClient(settings=chroma_settings)
         self.model = model
+        # Where given, privacy is read from the registry (the truth, and cached per generation)
+        # rather than from Chroma's metadata, which costs ~4 ms a query to return at 100k.
+        self.registry = registry
         self.collection = self.client.get_or_create_collection(
             collection_name(model),
             embedding_function=None,
@@ -160,9 +164,18 @@ class ChromaVectorStore:
             # Chroma evaluates a `where` over the whole collection before searching (~300 ms at
             # 100k chunks for this clause alone); private notes are rare, so fetch a margin
             # more and drop them here instead.
+            n = 2 * k + 10
+            if self.registry is not None:
+                res = self.collection.query(
+                    query_embeddings=[np.asarray(vector, dtype=np.float32)],
+                    n_results=n, include=["distances"])
+                ids = res["ids"][0]
+                public = self._public(ids)
+                return [(i, 1.0 - float(d)) for i, d in zip(ids, res["distances"][0], strict=True)
+                        if i in public][:k]
             res = self.collection.query(
                 query_embeddings=[np.asarray(vector, dtype=np.float32)],
-                n_results=2 * k + 10, include=["distances", "metadatas"],
+                n_results=n, include=["distances", "metadatas"],
             )
             pairs = [(i, 1.0 - float(d)) for i, d, m in
                      zip(res["ids"][0], res["distances"][0], res["metadatas"][0], strict=True)
@@ -175,6 +188,15 @@ class ChromaVectorStore:
             include=["distances"],
         )
         return [(i, 1.0 - float(d)) for i, d in zip(res["ids"][0], res["distances"][0], strict=True)]
+
+    def _public(self, ids: list[str]) -> set[str]:
+        """The ids whose chunk and note the registry holds and whose note is not private: a
+        chunk the registry does not know (deleted, or not committed yet) is left out."""
+        assert self.registry is not None
+        chunks = self.registry.chunks_by_id(ids, text=False)
+        notes = self.registry.note_info({c.note_path for c in chunks.values()})
+        return {i for i, c in chunks.items()
+                if (n := notes.get(c.note_path)) is not None and not n.private}
 
     def settle(self, generation: int) -> None:
         """Nothing to do: every process reads the same Chroma collection, never a copy."""

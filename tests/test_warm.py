@@ -32,12 +32,19 @@ def test_warm_loads_embedder_tokenizer_and_vectors(tmp_path: Path, monkeypatch) 
         real_query = app.index.vectors.query
         monkeypatch.setattr(app.index.vectors, "query",
                             lambda v, n, scope=None: queried.append(n) or real_query(v, n, scope))
+        registry = app.index.registry
+        notes = len(registry.note_states())
         took = app.warm()
-        assert set(took) == {"embedder", "keywords", "vectors"}
+        assert set(took) == {"embedder", "keywords", "vectors", "notes"}
         # The keyword index tokenised a Korean query (Kiwi's model loads then) ...
         assert len(searched) == 1 and any("\uac00" <= ch <= "\ud7a3" for ch in searched[0])
         assert korean._kiwi is not None
         assert queried == [1]  # the vector store answered once (Chroma loads its graph then)
         assert app.retriever.query_vectors.get((app.index.model, "warm up")) is not None
+        # ... and every note's info is in the registry's cache: a question reads none of it.
+        cache = registry._note_cache
+        misses = cache.misses
+        assert len(registry.note_info(registry.note_states())) == notes > 0
+        assert cache.misses == misses
     finally:
         app.close()

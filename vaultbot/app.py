@@ -325,6 +325,9 @@ class App:
         t = time.perf_counter()
         self.index.vectors.query(vector, 1, Scope())
         took["vectors"] = time.perf_counter() - t
+        t = time.perf_counter()
+        self.index.registry.warm()  # every question reads its candidates' notes
+        took["notes"] = time.perf_counter() - t
         from engine.memory import release_free_memory
 
         release_free_memory()  # what the loads above allocated and freed
