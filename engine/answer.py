@@ -25,6 +25,10 @@ from engine.retrieve import Retriever
 
 log = logging.getLogger(__name__)
 
+# Seconds the model's first piece may take before the quick answer is picked (see _generate):
+# a local model's first token takes from ~0.2 s to 10-30 s, and below ~0.1 s nobody waits.
+QUICK_AFTER = 0.1
+
 NOTHING_FOUND = {
     "en": "I could not find anything about this in the notes.",
     "ko": "노트에서 이 질문에 관한 내용을 찾지 못했습니다.",
@@ -270,22 +274,22 @@ class Asker:
             answer.mode = "extractive" if self.generator is None else "llm"
             yield Token(answer.text)
         elif self.generator is not None:
-            quick_job = None
+            start_quick = None
             if opts.quick:
                 # Sentences by shared words and the asked-for kind of value, no embedding, so
-                # Ollama stays free for the generation; picked on a thread while the request
-                # goes out (~0.1 s of Kiwi sentence splitting, which the first token must not
-                # wait for).
-                tq = time.perf_counter()
-
+                # Ollama stays free for the generation; picked on a thread (Kiwi's sentence
+                # split, ~10-30 ms of CPU) once the model has kept the user waiting.
                 def pick() -> Quick | None:
+                    tq = time.perf_counter()
                     found = self._quick(question, hits, citations)
                     timings["quick"] = round((time.perf_counter() - tq) * 1000, 2)
                     return found
 
-                quick_job = asyncio.ensure_future(asyncio.to_thread(pick))
+                def start_quick() -> asyncio.Future[Quick | None]:
+                    return asyncio.ensure_future(asyncio.to_thread(pick))
+
             async for event in self._generate(question, hits, citations, model, opts, answer,
-                                              timings, t, qvec, quick_job):
+                                              timings, t, qvec, start_quick):
                 yield event
         else:
             for event in await asyncio.to_thread(self._extract, question, hits, answer, qvec):
@@ -304,7 +308,7 @@ class Asker:
     async def _generate(self, question: str, hits: list[Hit], citations: list[Citation],
                         model: str | None, opts: AskOptions, answer: Answer,
                         timings: dict[str, float], t: float, qvec: Any,
-                        quick_job: asyncio.Future[Quick | None] | None = None,
+                        start_quick: Callable[[], asyncio.Future[Quick | None]] | None = None,
                         ) -> AsyncIterator[Event]:
         assert self.generator is not None
         messages, used = build_messages(question, hits, citations, opts.history, self.budget)
@@ -324,21 +328,27 @@ class Asker:
                 model, key, lambda: generator.stream(messages, model=model))
         else:
             pieces = generator.stream(messages, model=model)
-        # The request goes out now; the quick answer is picked meanwhile. `Quick` goes out
-        # unless the model's first piece came first; a question that must wait for a slot says
-        # so first (`Queued` comes at once then), and the quick answer follows it.
+        # The request goes out now. A question that must wait for a slot says so first
+        # (`Queued` comes at once then), and the quick answer, picked at once, follows it.
+        # Otherwise the quick answer is picked only if the model's first piece has not come
+        # within QUICK_AFTER: a preview is worth its CPU (which on 2 cores the first token
+        # would share) only when the model keeps the user waiting; it goes out unless the first
+        # piece came while it was picked.
         full = (self.queue is not None and model is not None
                 and self.queue.running(model) >= self.queue.limit(model))
         stream = pieces.__aiter__()
         first: asyncio.Future[str | Queued] = asyncio.ensure_future(stream.__anext__())
         quick: Quick | None = None
         try:
-            if quick_job is not None and full:
-                quick = await quick_job  # shown after the `Queued` notice, below
-            elif quick_job is not None:
-                await asyncio.wait({first, quick_job}, return_when=asyncio.FIRST_COMPLETED)
-                if not first.done() and (found := quick_job.result()) is not None:
-                    yield found
+            if start_quick is not None and full:
+                quick = await start_quick()  # shown after the `Queued` notice, below
+            elif start_quick is not None:
+                await asyncio.wait({first}, timeout=QUICK_AFTER)
+                if not first.done():
+                    quick_job = start_quick()
+                    await asyncio.wait({first, quick_job}, return_when=asyncio.FIRST_COMPLETED)
+                    if not first.done() and (found := quick_job.result()) is not None:
+                        yield found
             async for piece in _after(first, stream):
                 if isinstance(piece, Queued):
                     yield piece

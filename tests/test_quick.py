@@ -125,6 +125,36 @@ async def test_the_first_token_does_not_wait_for_the_quick_pick(index, fake_olla
     assert seen[-1][1].answer.text == ANSWER
 
 
+class _InProcessModel:
+    """A Generator whose first piece comes after `delay` seconds, with no HTTP in between."""
+
+    name = model = "in-process"
+
+    def __init__(self, delay: float) -> None:
+        self.delay = delay
+
+    async def stream(self, messages: Any, *, model: str | None = None) -> Any:
+        await asyncio.sleep(self.delay)
+        yield ANSWER
+
+
+async def test_no_quick_pick_when_the_model_answers_at_once(index, monkeypatch) -> None:
+    """The quick answer is picked only once the model has kept the user waiting (QUICK_AFTER):
+    for a model that answers at once its CPU, which the first token would share, is not spent."""
+    picked: list[str] = []
+    real = Asker._quick
+    monkeypatch.setattr(Asker, "_quick", lambda self, q, *a: picked.append(q) or real(self, q, *a))
+    fast = Asker(Retriever(index), _InProcessModel(0.0), vault_name="vault")
+    events = [e async for e in fast.stream(QUESTION, AskOptions(use_cache=False))]
+    assert picked == [] and not any(isinstance(e, Quick) for e in events)
+    assert events[-1].answer.text == ANSWER
+    slow = Asker(Retriever(index), _InProcessModel(2.0), vault_name="vault")
+    events = [e async for e in slow.stream(QUESTION, AskOptions(use_cache=False))]
+    assert picked == [QUESTION]
+    kinds = [type(e).__name__ for e in events if not isinstance(e, Token)]
+    assert kinds[:2] == ["Sources", "Quick"] and events[-1].answer.text == ANSWER
+
+
 async def test_quick_is_masked_like_the_answer(secret_vault, fake_ollama) -> None:  # noqa: F811
     """The quick answer quotes the masked passages, as the prompt and the answer do."""
     fake_ollama.responder = lambda *a: "Ask the contact person [1]."
