@@ -116,9 +116,10 @@ def dir_mb(path: Path) -> float:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) / 1e6
 
 
-def build(n: int, data: Path, corpus, embedder: TableEmbedder) -> tuple[Index, dict]:
+def build(n: int, data: Path, corpus, embedder: TableEmbedder, chroma: bool = True) -> tuple[Index, dict]:
     """Registry + Chroma + keyword index with n chunks, through the stores' own write paths,
-    and the registry's embedding cache holding every vector (as a real sync leaves it)."""
+    and the registry's embedding cache holding every vector (as a real sync leaves it).
+    `chroma=False` leaves Chroma empty (bench/million.py: the binary store reads the cache)."""
     docs: list[LexDoc] = corpus.docs(n)
     vectors = clustered(n, seed=n)
     index = Index.open(data_dir=data, registry_url=f"sqlite:///{data / 'registry.sqlite3'}",
@@ -162,7 +163,8 @@ def build(n: int, data: Path, corpus, embedder: TableEmbedder) -> tuple[Index, d
             metas.append(VectorMeta(r.note_path, info.tags, info.private))
             vecs.append(vectors[i])
             lex.append(docs[i])
-        index.vectors.upsert([r.id for r in recs], np.vstack(vecs), metas)
+        if chroma:
+            index.vectors.upsert([r.id for r in recs], np.vstack(vecs), metas)
         t2 = time.perf_counter()
         index.keywords.upsert(lex)  # type: ignore[union-attr]
         t3 = time.perf_counter()
