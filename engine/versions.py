@@ -26,7 +26,7 @@ PIPELINE_VERSION = 3
 # The keyword index (engine/lexical.py, keywords.sqlite3, its `meta` table "schema"): derived
 # from the registry, so any other value clears and rebuilds it. 2: Latin words no longer from
 # Kiwi (engine/korean.py); re-tokenise.
-KEYWORD_SCHEMA = "2"
+KEYWORD_SCHEMA = "3"  # 3: Kiwi without its multi-word dictionary, plus noun pairs; re-tokenise.
 
 # The eval harness's embedding cache (vaultbot/evaluate.py, eval-embeddings.sqlite3, SQLite's
 # `PRAGMA user_version`): a cache, so any other value empties it.

@@ -49,6 +49,18 @@ def test_latin_words_are_whole_whatever_kiwi_does() -> None:
                                                           tokenize(korean, "kiwi+bigram")]
 
 
+def test_nouns_across_a_space_also_give_the_pair() -> None:
+    """Kiwi runs without its multi-word dictionary (~180 MB); two nouns in a row across a space
+    add their pair instead, so a multi-word name still matches as a unit. No pair inside a glued
+    compound (국무장관: bigrams cover it) nor across a particle (헤이그는 미국)."""
+    assert tokenize("알렉산더 헤이그는 미국의 국무장관이었다", "kiwi") == [
+        "알렉산더", "헤이그", "알렉산더 헤이그", "미국", "국무", "장관"]
+    ix = LexicalIndex(None)
+    ix.upsert([LexDoc("name", "오스트리아 출신 마리 앙투아네트의 어린 시절과 결혼", "a.md"),
+               LexDoc("apart", "마리는 앙투아네트를 만났다", "b.md")])  # shorter: wins on words
+    assert ids(ix.search("마리 앙투아네트")) == ["name", "apart"]
+
+
 def test_bigrams_cover_hangul_runs_and_keep_latin_words() -> None:
     assert bigram_tokens("회의록을 Meeting-Notes 가") == [
         "회의",
