@@ -14,7 +14,7 @@ from helpers import build
 from test_evaluate import write_korquad
 
 from engine.answer import Asker
-from engine.extractive import _sentences, extractive_answer
+from engine.extractive import _sentences, _terms, extractive_answer
 from engine.models import Hit
 from engine.qtype import DATE, NUMBER, PERSON, PLACE, REASON, THING, question_kinds, value_kinds
 from engine.retrieve import Retriever
@@ -105,11 +105,15 @@ def test_korean_sentences_are_split_by_kiwi() -> None:
     # The old regex cut inside the quote ('그는 "좋다.' + '"라고 ...') and never cut a sentence
     # that ends without a full stop.
     text = '그는 "좋다."라고 말했다. 그래서 회의는 11월 3일에 열렸다 결론은 다음 주로 미뤘다'
-    assert [s for s, _ in _sentences(text)] == [
+    assert [s for s, _, _ in _sentences(text)] == [
         '그는 "좋다."라고 말했다.', "그래서 회의는 11월 3일에 열렸다", "결론은 다음 주로 미뤘다"]
-    # Kiwi's tags come with the split: proper nouns are flagged (for who/where questions).
-    flagged = dict(_sentences("민아는 서울에서 발표했다. 결론은 다음 회의로 넘겼다."))
-    assert flagged == {"민아는 서울에서 발표했다.": True, "결론은 다음 회의로 넘겼다.": False}
+    # Kiwi's tags come with the split: proper nouns are flagged (for who/where questions) ...
+    split = _sentences("민아는 서울에서 발표했다. 결론은 다음 회의로 넘겼다.")
+    assert {s: p for s, p, _ in split} == {"민아는 서울에서 발표했다.": True,
+                                           "결론은 다음 회의로 넘겼다.": False}
+    # ... and each sentence's terms, as a second analysis of the sentence alone gives them.
+    for sentence, _, morphs in split:
+        assert morphs is not None and _terms(sentence, morphs) == _terms(sentence)
 
 
 def test_korean_answer_quotes_one_sentence_not_the_line() -> None:
@@ -120,7 +124,7 @@ def test_korean_answer_quotes_one_sentence_not_the_line() -> None:
 
 def test_english_split_keeps_abbreviations_and_decimals() -> None:
     text = "The beta ships on Mar. 3 to Dr. Kim and J. Smith. It is 3.5 times faster, e.g. on search. Next."
-    assert [s for s, _ in _sentences(text)] == [
+    assert [s for s, _, _ in _sentences(text)] == [
         "The beta ships on Mar. 3 to Dr. Kim and J. Smith.", "It is 3.5 times faster, e.g. on search."]
 
 
