@@ -35,6 +35,7 @@ from sqlalchemy.engine import Connection
 from engine.korean import TOKENIZERS, tokenize, tokenize_many
 from engine.lexical import DEFAULT_TOKENIZER, K1, B, LexDoc, lex_docs
 from engine.models import Scope
+from engine.versions import KEYWORD_SCHEMA
 
 if TYPE_CHECKING:
     from engine.models import ChunkRecord
@@ -207,22 +208,23 @@ class PgKeywordIndex:
 
     # ------------------------------------------------------------------ internals
     def _ensure(self) -> None:
-        """The state row, made on first use; a row for another tokenizer means terms this
-        process cannot use: the index is cleared (derived data: the next sync's repair re-adds
-        every chunk)."""
+        """The state row, made on first use; a row for another tokenizer or keyword schema
+        (its column holds "tokenizer@schema") means terms this process cannot use: the index
+        is cleared (derived data: the next sync's repair re-adds every chunk)."""
         if self._ready:
             return
+        stamp = f"{self.tokenizer}@{KEYWORD_SCHEMA}"
         with self.engine.begin() as conn:
             conn.execute(text(
                 "INSERT INTO keyword_state (id, tokenizer, generation, n_docs, total_len) "
-                "VALUES (1, :t, 0, 0, 0) ON CONFLICT (id) DO NOTHING"), {"t": self.tokenizer})
+                "VALUES (1, :t, 0, 0, 0) ON CONFLICT (id) DO NOTHING"), {"t": stamp})
             row = self._lock_state(conn)
-            if row.tokenizer != self.tokenizer:
+            if row.tokenizer != stamp:
                 for table in ("keyword_postings", "keyword_docs", "keyword_terms"):
                     conn.execute(text(f"DELETE FROM {table}"))
                 conn.execute(text(
                     "UPDATE keyword_state SET tokenizer = :t, generation = generation + 1, "
-                    "n_docs = 0, total_len = 0 WHERE id = 1"), {"t": self.tokenizer})
+                    "n_docs = 0, total_len = 0 WHERE id = 1"), {"t": stamp})
         self._ready = True
 
     @staticmethod

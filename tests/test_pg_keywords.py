@@ -17,7 +17,7 @@ from helpers import close_index
 
 from engine.embedders.hashing import HashingEmbedder
 from engine.index import Index
-from engine.lexical import LexicalIndex
+from engine.lexical import LexDoc, LexicalIndex
 from engine.models import Scope
 from engine.pg_keywords import PgKeywordIndex
 from engine.registry import Registry
@@ -269,3 +269,23 @@ def test_private_notes_never_come_out_of_a_scope(pg_url: str) -> None:
     finally:
         writer.close()
         reader.close()
+
+
+def test_a_new_keyword_schema_clears_the_old_terms(pg_url: str, monkeypatch) -> None:
+    """Terms written under another keyword schema (engine/versions.py: a tokenizer change) are
+    not searched with this one's: the index is emptied for the next sync's repair to refill."""
+    import engine.pg_keywords as pg_keywords
+
+    Registry(pg_url).close()
+    old = PgKeywordIndex(pg_url)
+    try:
+        old.upsert([LexDoc("c1", "weekly review of projects", "a.md")])
+        assert len(old) == 1
+    finally:
+        old.close()
+    monkeypatch.setattr(pg_keywords, "KEYWORD_SCHEMA", "next")
+    new = PgKeywordIndex(pg_url)
+    try:
+        assert len(new) == 0 and new.search("weekly review", 5, Scope()) == []
+    finally:
+        new.close()
