@@ -107,3 +107,36 @@ def test_chroma_hides_what_the_registry_calls_private(tmp_path: Path, registry_u
         store.close()
         sync.close()
         serve.close()
+
+
+def test_chroma_folder_scope_through_the_registry_and_its_fallback(tmp_path: Path,
+                                                                     registry_url: str) -> None:
+    """A folder scope is judged by the registry on a margin of unfiltered neighbours; when too
+    few of those are in scope, Chroma's own filter finds the rest."""
+    reg = Registry(registry_url)
+    store = ChromaVectorStore("test-16", path=tmp_path / "chroma", registry=reg)
+    try:
+        rng = np.random.default_rng(2)
+        q = rng.standard_normal(DIM).astype(np.float32)
+        q /= np.linalg.norm(q)
+        near = [f"Home/n{i}.md" for i in range(40)]
+        writes = [_write(p, [f"t{i}"], f"h{i}") for i, p in enumerate(near)]
+        writes += [_write("Work/far.md", ["far"], "hf"), _write("Work/secret.md", ["s"], "hs",
+                                                                  private=True)]
+        reg.write_notes(writes, "m")
+        vecs = [q + 0.05 * rng.standard_normal(DIM) for _ in near]  # all near the question
+        vecs += [-q, q]  # Work/far.md opposite; Work/secret.md the nearest of all
+        paths = [*near, "Work/far.md", "Work/secret.md"]
+        store.upsert([f"{p}#0" for p in paths], np.vstack(vecs).astype(np.float32),
+                     [VectorMeta(p, (), p.endswith("secret.md")) for p in paths])
+        work = Scope(folders=("Work",))
+        # k = 1: 24 unfiltered neighbours hold no Work note but the private one: the fallback.
+        assert [i for i, _ in store.query(q, 1, work)] == ["Work/far.md#0"]
+        # A wide scope is served from the margin, the private note left out by the registry.
+        home = [i for i, _ in store.query(q, 5, Scope(folders=("Home",)))]
+        assert len(home) == 5 and all(i.startswith("Home/") for i in home)
+        assert "Work/secret.md#0" in [i for i, _ in store.query(q, 3, Scope(include_private=True))]
+        assert "Work/secret.md#0" not in [i for i, _ in store.query(q, 50, work)]
+    finally:
+        store.close()
+        reg.close()
