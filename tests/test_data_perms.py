@@ -4,6 +4,8 @@ makes it owner-only (directories 0700, files 0600) even under a permissive umask
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import stat
@@ -47,9 +49,26 @@ def _modes(root: Path) -> dict[str, int]:
     return out
 
 
+def _doctor_says(tmp_path: Path, data: Path, *args: str) -> str:
+    """`vaultbot doctor <args>` run in this process (the CLI's own main, with the same clean
+    environment as _vaultbot): what it prints. Doctor only reads, so it needs no process of its
+    own; the syncs and asks that create the files run as real processes."""
+    from vaultbot.cli import main
+
+    out = io.StringIO()
+    with pytest.MonkeyPatch.context() as mp:
+        for key in list(os.environ):
+            if key.startswith(("VAULTBOT_", "SLACK_", "DISCORD_")):
+                mp.delenv(key)
+        mp.setenv("VAULTBOT_LLM", "none")
+        mp.chdir(tmp_path)
+        with contextlib.redirect_stdout(out):
+            main(["doctor", *args, "--vault", str(tmp_path / "example"), "--data-dir", str(data)])
+    return out.getvalue()
+
+
 def _doctor(tmp_path: Path, data: Path) -> dict:
-    r = _vaultbot(tmp_path, data, "doctor", "--json")
-    return {c["name"]: c for c in json.loads(r.stdout)}
+    return {c["name"]: c for c in json.loads(_doctor_says(tmp_path, data, "--json"))}
 
 
 def test_sync_and_ask_leave_everything_owner_only(tmp_path: Path, loose_umask: None) -> None:
@@ -86,7 +105,7 @@ def test_doctor_warns_on_readable_files_and_names_the_fix(tmp_path: Path) -> Non
     perms = _doctor(tmp_path, data)["perms"]
     assert not perms["ok"] and "registry.sqlite3 (-rw-r--r--)" in perms["detail"]
     assert perms["fix"] == f"chmod -R go-rwx {data}"
-    text = _vaultbot(tmp_path, data, "doctor").stdout
+    text = _doctor_says(tmp_path, data)
     assert "[!!] perms" in text and f"fix: chmod -R go-rwx {data}" in text
 
     (data / "registry.sqlite3").chmod(0o600)

@@ -4,6 +4,7 @@ is the same as through Chroma. Above ONE_SHOT_CHUNKS it opens Chroma as before."
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -11,16 +12,27 @@ import sys
 import pytest
 from corpus import ROOT, copy_vault
 
+# One process per path runs every search below in turn (the real CLI's main, as `vaultbot
+# search` runs it), then says whether chromadb was ever imported. Searches with --private come
+# last: a scope carried over from one search to the next in a process could only fail the
+# test (a private note shown without --private), never make it pass.
 CHILD = """
-import sys
+import contextlib, io, json, sys
 import vaultbot.app
 vaultbot.app.ONE_SHOT_CHUNKS = int(sys.argv[1])
 from vaultbot.cli import main
-code = main(sys.argv[2:])
-print("CHROMADB=" + str("chromadb" in sys.modules), file=sys.stderr)
-sys.exit(code)
+outputs = []
+for args in json.loads(sys.argv[2]):
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        code = main(["search", "--local", *args])
+    assert code == 0, (args, code)
+    outputs.append(buf.getvalue())
+print(json.dumps({"outputs": outputs, "chromadb": "chromadb" in sys.modules}))
 """
 QUERIES = ["launch date", "출시 일정", "who owns the budget?"]
+SEARCHES = [[q, "--json"] for q in QUERIES] + [
+    ["salary review", "--json"], ["salary review", "--private", "--json"]]
 
 
 @pytest.fixture(scope="module")
@@ -36,25 +48,38 @@ def synced(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     return env
 
 
-def _search(env: dict[str, str], limit: int, *args: str) -> tuple[str, bool]:
-    out = subprocess.run([sys.executable, "-c", CHILD, str(limit), "search", "--local", *args],
+def _searches(env: dict[str, str], limit: int) -> tuple[dict[tuple[str, ...], str], bool]:
+    """Every search in SEARCHES in one process with ONE_SHOT_CHUNKS = limit: the output of
+    each, and whether chromadb was imported."""
+    out = subprocess.run([sys.executable, "-c", CHILD, str(limit), json.dumps(SEARCHES)],
                          env=env, cwd=env["CWD"], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
-    return out.stdout, "CHROMADB=True" in out.stderr
+    said = json.loads(out.stdout.splitlines()[-1])
+    return dict(zip(map(tuple, SEARCHES), said["outputs"], strict=True)), said["chromadb"]
+
+
+@pytest.fixture(scope="module")
+def light(synced: dict[str, str]) -> tuple[dict[tuple[str, ...], str], bool]:
+    return _searches(synced, 20_000)
+
+
+@pytest.fixture(scope="module")
+def full(synced: dict[str, str]) -> tuple[dict[tuple[str, ...], str], bool]:
+    return _searches(synced, 0)  # 0: every vault is "large"
 
 
 @pytest.mark.parametrize("query", QUERIES)
-def test_small_vault_skips_chroma_with_the_same_results(synced: dict[str, str], query: str) -> None:
-    light, opened_light = _search(synced, 20_000, query, "--json")
-    full, opened_full = _search(synced, 0, query, "--json")  # 0: every vault is "large"
+def test_small_vault_skips_chroma_with_the_same_results(light, full, query: str) -> None:
+    (light_out, opened_light), (full_out, opened_full) = light, full
     assert not opened_light and opened_full
-    assert light == full and light.strip()
+    key = (query, "--json")
+    assert light_out[key] == full_out[key] and light_out[key].strip()
 
 
-def test_private_notes_stay_out_on_the_light_path(synced: dict[str, str]) -> None:
-    light, _ = _search(synced, 20_000, "salary review", "--json")
-    assert "Salary review.md" not in light  # private: shown only with --private
-    assert light == _search(synced, 0, "salary review", "--json")[0]
-    owner, _ = _search(synced, 20_000, "salary review", "--private", "--json")
-    assert "Salary review.md" in owner
-    assert owner == _search(synced, 0, "salary review", "--private", "--json")[0]
+def test_private_notes_stay_out_on_the_light_path(light, full) -> None:
+    (light_out, _), (full_out, _) = light, full
+    public, private = ("salary review", "--json"), ("salary review", "--private", "--json")
+    assert "Salary review.md" not in light_out[public]  # private: shown only with --private
+    assert light_out[public] == full_out[public]
+    assert "Salary review.md" in light_out[private]
+    assert light_out[private] == full_out[private]

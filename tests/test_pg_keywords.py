@@ -150,28 +150,29 @@ for line in sys.stdin:
     print(json.dumps({"hits": pg.search(line.strip(), 10, Scope()), "generation": pg.generation}),
           flush=True)
 """
-# `vaultbot sync` with the hashing embedder swapped in (tests/test_crash.py does the same).
-SYNC = """
-import sys
-import vaultbot.app as app
-from engine.embedders.hashing import HashingEmbedder
-app.make_embedder = lambda spec, **kw: HashingEmbedder(dim=64)
-from vaultbot.cli import main
-sys.exit(main(sys.argv[1:]))
-"""
 
 
-def test_two_processes_share_it(tmp_path: Path, pg_url: str) -> None:
+def test_two_processes_share_it(tmp_path: Path, pg_url: str,
+                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """This process syncs (`vaultbot sync`'s own main, with the hashing embedder), another one
+    searches."""
+    import vaultbot.app as app
+    from vaultbot.cli import main
+
     vault = _vault(tmp_path)
     env = {k: v for k, v in os.environ.items() if not k.startswith("VAULTBOT_")}
     env.update({"PYTHONPATH": str(ROOT), "VAULTBOT_DATABASE_URL": pg_url,
                 "VAULTBOT_KEYWORDS": "postgres", "VAULTBOT_LLM": "none"})
+    for key in list(os.environ):
+        if key.startswith("VAULTBOT_"):
+            monkeypatch.delenv(key)
+    for key in ("VAULTBOT_DATABASE_URL", "VAULTBOT_KEYWORDS", "VAULTBOT_LLM"):
+        monkeypatch.setenv(key, env[key])
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(app, "make_embedder", lambda spec, **kw: HashingEmbedder(dim=64))
 
     def sync() -> None:
-        r = subprocess.run([sys.executable, "-c", SYNC, "sync", "--vault", str(vault),
-                            "--data-dir", str(tmp_path / "data")], env=env, cwd=tmp_path,
-                           capture_output=True, text=True, timeout=300)
-        assert r.returncode == 0, r.stderr
+        assert main(["sync", "--vault", str(vault), "--data-dir", str(tmp_path / "data")]) == 0
 
     sync()  # migrates the registry and fills the shared index
     searcher = subprocess.Popen([sys.executable, "-c", SEARCHER, pg_url], env=env, cwd=tmp_path,
