@@ -59,8 +59,10 @@ class Index:
         embedder: Embedder,
         chroma_url: str = "",
         keywords: KeywordIndex | None = None,
+        registry: Registry | None = None,
     ) -> Index:
-        registry = Registry(registry_url)
+        """`registry`: one already open on `registry_url`, to use instead of opening another."""
+        registry = registry if registry is not None else Registry(registry_url)
         vectors = ChromaVectorStore(embedder.name, path=data_dir / "chroma", url=chroma_url,
                                     registry=registry)
         return cls(registry, vectors, embedder, keywords)

@@ -153,7 +153,8 @@ class App:
                 vectors = BinaryVectorStore.from_registry(registry, embedder.name, embedder.dim,
                                                           rescore="memory")
                 return Index(registry, vectors, embedder, keywords)
-            registry.close()
+            return Index.open(data_dir=self.data_dir, registry_url=s.registry_url,
+                              embedder=embedder, keywords=keywords, registry=registry)
         if s.index == "binary":
             # Derived from the registry's embedding cache at start-up, then kept up with other
             # processes' syncs through the registry generation (engine/binary.py).
