@@ -18,26 +18,50 @@ Design (measurements in bench/results/lexical.md):
   newer than the generation it has; loading from scratch needs no re-tokenisation.
 - Scope filtering happens on a per-slot mask before top-k. Scope.allows is evaluated once per
   distinct (note path, tags, private) combination, not per chunk, and cached.
+- Snapshots: the compact base (CSR arrays, per-slot lengths and metadata, chunk ids) is also
+  written beside the SQLite file as `<file>.<uuid>.<generation>.base` after each merge and after
+  a full load that found none. Searches then read postings from it by position (BaseFile) and
+  merges through a read-only mapping, so the ~140 MB of postings at 100k chunks stay in the page
+  cache rather than in the process (RSS after 300 searches: -180 MB), and a fresh process opens
+  the index from the newest snapshot plus the rows committed after it, through the same
+  catch-up as other processes' commits, instead of parsing every row (0.13 s instead of ~3 s). A
+  snapshot is used only when its header (CRC-checked, as is all its data) names this index's
+  uuid, schema and tokenizer, a generation not newer than the file's and not older than the
+  tombstone floor, and the document count after catch-up agrees with SQLite; otherwise the
+  index loads from SQLite as before. Files are written to a temporary name and renamed, never
+  changed in place, so a process that has an older one mapped keeps a valid mapping; older ones
+  are unlinked best-effort. A read-only data dir simply gets none. SQLite stays the only truth.
 """
 
 from __future__ import annotations
 
 import array
+import json
 import logging
 import math
 import os
+import secrets
 import sqlite3
 import threading
+import time
 import uuid
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, nullcontext
+from contextlib import suppress as contextlib_suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 
+from engine.keyword_snapshot import (
+    SNAP_SUFFIX,
+    BaseFile,
+    SnapshotRejected,
+    read_snapshot,
+    write_snapshot,
+)
 from engine.korean import TOKENIZERS, tokenize, tokenize_many
 from engine.memory import release_free_memory
 from engine.models import Scope, filter_tags
@@ -62,6 +86,7 @@ _MERGE_MIN_DEAD = 20_000
 # Tombstones older than this many generations are pruned; a reader that far behind reloads.
 _TOMBSTONE_KEEP = 1000
 _TAG_SEP = "\n"
+_SNAP_TMP_MAX_AGE = 3600.0  # seconds; older temporary files are a crashed writer's
 
 
 @dataclass(frozen=True)
@@ -130,6 +155,13 @@ def _split_tags(joined: str) -> tuple[str, ...]:
     return tuple(joined.split(_TAG_SEP)) if joined else ()
 
 
+def _total_len(length: np.ndarray) -> float:
+    """The sum of document lengths, exactly: they are integers, and a float32 sum would round
+    (at 100k chunks it passes 2**24), so a fresh load, a snapshot plus catch-up and a writer that
+    added documents one by one would disagree on avgdl in the last bits of every score."""
+    return float(length.sum(dtype=np.float64))
+
+
 class _Postings:
     """The in-memory inverted index. No locking and no I/O: LexicalIndex does both."""
 
@@ -154,6 +186,8 @@ class _Postings:
         self.delta_doc: dict[int, array.array] = {}
         self.delta_tf: dict[int, array.array] = {}
         self.delta_count = 0
+        # Set when base_doc and base_tf are a snapshot's (see BaseFile).
+        self.base_file: BaseFile | None = None
 
     # ---------------------------------------------------------------- building
     @classmethod
@@ -184,7 +218,7 @@ class _Postings:
         p.base_off, p.base_doc, p.base_tf = _build_csr(term, doc, tf, n_terms)
         p.alive[:n] = True
         p.n_slots = p.n_live = n
-        p.total_len = float(p.length[:n].sum())
+        p.total_len = _total_len(p.length[:n])
         return p
 
     def compacted(self, n_terms: int) -> _Postings:
@@ -225,7 +259,7 @@ class _Postings:
         p.length[:m] = self.length[live]
         p.alive[:m] = True
         p.n_slots = p.n_live = m
-        p.total_len = float(p.length[:m].sum())
+        p.total_len = _total_len(p.length[:m])
         n_terms = max(n_terms, n_base_terms, int(term.max()) + 1 if term.size else 0)
         p.base_off, p.base_doc, p.base_tf = _build_csr(term, doc, tf, n_terms)
         return p
@@ -307,8 +341,12 @@ class _Postings:
         if tid < self.base_off.size - 1:
             start, end = int(self.base_off[tid]), int(self.base_off[tid + 1])
             if end > start:
-                parts_doc.append(self.base_doc[start:end])
-                parts_tf.append(self.base_tf[start:end].astype(np.float32))
+                if self.base_file is not None:
+                    docs, tfs = self.base_file.read(start, end)
+                else:
+                    docs, tfs = self.base_doc[start:end], self.base_tf[start:end]
+                parts_doc.append(docs)
+                parts_tf.append(tfs.astype(np.float32))
         if tid in self.delta_doc:
             # Copies (not views): a live buffer export would stop array.append from resizing.
             parts_doc.append(np.array(self.delta_doc[tid], dtype=np.int32))
@@ -371,6 +409,71 @@ class _Postings:
         return [(ids[i], float(scores[i])) for i in cand.tolist()]  # type: ignore[misc]
 
 
+# ---------------------------------------------------------------- snapshots
+def _snapshot_arrays(p: _Postings) -> dict[str, np.ndarray]:
+    n = p.n_slots
+    names = json.dumps({"ids": p.ids, "metas": p.metas}, ensure_ascii=False).encode()
+    return {
+        "base_off": p.base_off,
+        "base_doc": p.base_doc,
+        "base_tf": p.base_tf,
+        "length": p.length[:n],
+        "meta": p.meta[:n],
+        "names": np.frombuffer(names, dtype=np.uint8),
+    }
+
+
+def _postings_from_snapshot(
+    header: Mapping[str, Any],
+    arrays: Mapping[str, np.ndarray],
+    base: BaseFile,
+    n_terms: int,
+    k1: float,
+    b: float,
+) -> _Postings:
+    """A base-only _Postings on the snapshot: postings and tfs stay in the file (mapped for
+    merges, read by position for searches), offsets and the per-slot arrays are copied (small,
+    and updates write the per-slot ones)."""
+    try:
+        names = json.loads(arrays["names"].tobytes())
+        ids = names["ids"]
+        metas = [(str(path), tuple(str(t) for t in tags), bool(pr))
+                 for path, tags, pr in names["metas"]]
+    except (ValueError, KeyError, TypeError) as e:
+        raise SnapshotRejected(f"unreadable ids: {e!r}") from None
+    off, doc, tf = arrays["base_off"], arrays["base_doc"], arrays["base_tf"]
+    length, meta = arrays["length"], arrays["meta"]
+    n = len(ids)
+    if header.get("n_slots") != n or length.size != n or meta.size != n:
+        raise SnapshotRejected("slot arrays disagree on the number of chunks")
+    if not all(isinstance(c, str) for c in ids) or len(set(ids)) != n:
+        raise SnapshotRejected("chunk ids are not distinct strings")
+    if n and (int(meta.min()) < 0 or int(meta.max()) >= len(metas)):
+        raise SnapshotRejected("metadata index out of range")
+    if off.size < 1 or off.size - 1 > n_terms:
+        raise SnapshotRejected(f"{off.size - 1} terms, the vocabulary has {n_terms}")
+    if int(off[0]) != 0 or int(off[-1]) != doc.size or tf.size != doc.size:
+        raise SnapshotRejected("postings offsets disagree with the postings")
+    if off.size > 1 and not bool(np.all(off[1:] >= off[:-1])):
+        raise SnapshotRejected("postings offsets are not sorted")
+    if not bool(np.all(np.isfinite(length) & (length >= 0))):
+        raise SnapshotRejected("bad document lengths")
+    p = _Postings(k1, b)
+    p._grow(n)
+    p.ids = ids
+    p.slot_of = {cid: i for i, cid in enumerate(ids)}
+    p.metas = metas
+    p.meta_of = {mt: i for i, mt in enumerate(metas)}
+    p.length[:n] = length
+    p.meta[:n] = meta
+    p.alive[:n] = True
+    p.n_slots = p.n_live = n
+    p.total_len = _total_len(p.length[:n])
+    p.base_off, p.base_doc, p.base_tf = np.array(off, dtype=np.int64), doc, tf
+    p.base_file = base
+    return p
+
+
 def lex_docs(chunks: Sequence[_ChunkLike], notes: Mapping[str, _NoteLike]) -> list[LexDoc]:
     """Registry chunks as keyword documents, for every keyword index: the note's title indexed
     with each chunk (a search for a note's name finds it), scoped by the note's tags (with
@@ -418,6 +521,10 @@ class LexicalIndex:
         self._db: sqlite3.Connection | None = None
         self._uuid = ""
         self._data_version = -1
+        # The snapshot this process's base was loaded from or written to (None: built here);
+        # _snapshot_due: a full load found no usable one, so one is written once it can be.
+        self.snapshot: Path | None = None
+        self._snapshot_due = False
         if self.path is not None:
             self._open_db()
 
@@ -569,6 +676,148 @@ class LexicalIndex:
         # Caller holds _write, so nothing changed self._mem while `new` was being built.
         with self._read:
             self._mem = new
+            self.snapshot = None
+        self._save_snapshot()
+
+    # ------------------------------------------------------------------ snapshots
+    def _snapshot_files(self) -> list[tuple[str, int, Path]]:
+        """(uuid, generation, path) of every snapshot file beside the index."""
+        assert self.path is not None
+        out = []
+        prefix = self.path.name + "."
+        try:
+            names = os.listdir(self.path.parent)
+        except OSError:
+            return []
+        for name in names:
+            if not (name.startswith(prefix) and name.endswith(SNAP_SUFFIX)):
+                continue
+            uid, _, gen = name[len(prefix) : -len(SNAP_SUFFIX)].partition(".")
+            if uid and gen.isdigit():
+                out.append((uid, int(gen), self.path.parent / name))
+        return out
+
+    def _snapshot_path(self, uid: str, gen: int) -> Path:
+        assert self.path is not None
+        return self.path.with_name(f"{self.path.name}.{uid}.{gen}{SNAP_SUFFIX}")
+
+    def _load_snapshot(
+        self, meta: Mapping[str, str], n_terms: int
+    ) -> tuple[_Postings, int, Path] | None:
+        """The newest usable snapshot's base for this index, its generation and path, or None.
+        Every rejected file is logged with its reason and never used."""
+        if self.path is None:
+            return None
+        expect = {
+            "uuid": meta["uuid"],
+            "schema": meta["schema"],
+            "tokenizer": self.tokenizer,
+            "generation": int(meta["generation"]),
+            "floor": int(meta["floor"]),
+        }
+        found = sorted(
+            ((gen, path) for uid, gen, path in self._snapshot_files() if uid == meta["uuid"]),
+            reverse=True,
+        )
+        for _, path in found:
+            try:
+                fd = os.open(path, os.O_RDONLY)
+            except OSError as e:  # e.g. removed by a process that wrote a newer one
+                log.debug("keyword snapshot %s: cannot open (%s)", path.name, e)
+                continue
+            try:
+                header, arrays, base = read_snapshot(fd, expect)
+                mem = _postings_from_snapshot(header, arrays, base, n_terms, self._k1, self._b)
+            except (SnapshotRejected, OSError) as e:
+                log.warning("keyword snapshot %s not used: %s", path, e)
+                continue
+            finally:
+                os.close(fd)
+            return mem, int(header["generation"]), path
+        return None
+
+    def _save_snapshot(self) -> None:
+        """Write the base to a new snapshot and map its arrays from there (caller holds _write).
+        Only a pure base (right after a merge or a full load) is written; any failure (a
+        read-only dir, a full disk) leaves the in-memory base and is only logged."""
+        self._snapshot_due = False
+        mem = self._mem
+        if (
+            self.path is None
+            or self._db is None
+            or not self._uuid
+            or mem.n_slots == 0
+            or mem.n_live != mem.n_slots
+            or mem.delta_doc
+        ):
+            return
+        gen, uid = self._generation, self._uuid
+        final = self._snapshot_path(uid, gen)
+        tmp = final.with_name(f".{final.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp")
+        header = {
+            "uuid": uid,
+            "schema": SCHEMA_VERSION,
+            "tokenizer": self.tokenizer,
+            "generation": gen,
+            "n_slots": mem.n_slots,
+        }
+        try:
+            fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+        except OSError as e:
+            log.info("keyword snapshot not written (%s): the index loads from SQLite", e)
+            return
+        try:
+            write_snapshot(fd, _snapshot_arrays(mem), header)
+            # Read back as any process would, from this file (not whatever has its final name:
+            # another process may write the same generation with its own slot order).
+            expect = {**header, "floor": 0}
+            _, arrays, base = read_snapshot(fd, expect)
+            os.replace(tmp, final)
+        except (OSError, SnapshotRejected) as e:
+            log.warning("keyword snapshot not written (%s): the index loads from SQLite", e)
+            with contextlib_suppress(OSError):
+                os.unlink(tmp)
+            return
+        finally:
+            os.close(fd)
+        with self._read:
+            if self._mem is mem:  # values equal, so searches see no difference
+                mem.base_doc, mem.base_tf = arrays["base_doc"], arrays["base_tf"]
+                mem.base_file = base
+                self.snapshot = final
+        self._remove_stale_snapshots(uid, gen)
+
+    def _remove_stale_snapshots(self, uid: str, gen: int) -> None:
+        """Best-effort: older snapshots (a process that maps one keeps its pages: unlinking
+        does not touch them) and temporary files that crashed writers left."""
+        assert self.path is not None
+        for u, g, path in self._snapshot_files():
+            if u != uid or g < gen:
+                with contextlib_suppress(OSError):
+                    path.unlink()
+        prefix = f".{self.path.name}."
+        now = time.time()
+        with contextlib_suppress(OSError):
+            for name in os.listdir(self.path.parent):
+                if name.startswith(prefix) and name.endswith(".tmp"):
+                    path = self.path.parent / name
+                    with contextlib_suppress(OSError):
+                        if now - path.stat().st_mtime > _SNAP_TMP_MAX_AGE:
+                            path.unlink()
+
+    def _drop_future_snapshots(self, gen: int) -> None:
+        """About to commit `gen` (inside the write transaction): no snapshot of this index can
+        legitimately claim it or a later one yet, so any that does comes from another history
+        (a restored or copied file that went back in time) and would be trusted once the index
+        reaches its generation again."""
+        if self.path is None:
+            return
+        for u, g, path in self._snapshot_files():
+            if u == self._uuid and g >= gen:
+                log.warning("keyword snapshot %s is ahead of the index (generation %d): removed",
+                            path, gen - 1)
+                with contextlib_suppress(FileNotFoundError):  # other errors: no commit
+                    path.unlink()
 
     # ------------------------------------------------------------------ sqlite
     def _open_db(self) -> None:
@@ -595,6 +844,8 @@ class LexicalIndex:
             self._init_schema()  # only then take the write lock: plain readers never need it
         with self._write:
             self._catch_up_locked(force=True)
+            if self._snapshot_due:
+                self._save_snapshot()
 
     def _init_schema(self) -> None:
         with self._transaction() as db:
@@ -690,6 +941,8 @@ class LexicalIndex:
             elif gen > self._generation:
                 self._load_since(self._generation, gen)
         self._data_version = version
+        if self._snapshot_due and not in_txn and not force:
+            self._save_snapshot()  # another process rebuilt the index (force: _open_db does it)
 
     def _read_vocab(self, after: int) -> dict[str, int]:
         assert self._db is not None
@@ -709,23 +962,44 @@ class LexicalIndex:
         )
 
     def _load_all(self, meta: dict[str, str]) -> None:
+        """Load the index as of `meta` (read in the caller's transaction): from the newest usable
+        snapshot plus the rows committed after it, else from every row."""
         assert self._db is not None
         vocab = self._read_vocab(-1)
+        next_tid = max(vocab.values(), default=-1) + 1
+        loaded = self._load_snapshot(meta, next_tid)
+        if loaded is not None:
+            # Caught up (the vocabulary is already complete) before anything is published.
+            mem, snap_gen, snap = loaded
+            self._apply_changes(mem, *self._changes_since(snap_gen))
+            (count,) = self._db.execute("SELECT count(*) FROM docs").fetchone()
+            if count == mem.n_live:
+                with self._read:
+                    self._vocab, self._next_tid, self._mem = vocab, next_tid, mem
+                    self._uuid = meta["uuid"]
+                    self._generation = int(meta["generation"])
+                    self.snapshot = snap
+                self._snapshot_due = False
+                return
+            log.warning("keyword snapshot %s not used: %d chunks after catching up, the index "
+                        "has %d", snap, mem.n_live, count)
+            del mem, loaded
         rows = self._db.execute(
             "SELECT chunk_id, note_path, tags, private, tids, tfs FROM docs"
         ).fetchall()
-        next_tid = max(vocab.values(), default=-1) + 1
         mem = _Postings.build(rows, next_tid, self._k1, self._b)
         del rows
         with self._read:
             self._vocab, self._next_tid, self._mem = vocab, next_tid, mem
             self._uuid = meta["uuid"]
             self._generation = int(meta["generation"])
+            self.snapshot = None
+        self._snapshot_due = True
         release_free_memory()  # the rows' blobs, freed above, would stay in the heap otherwise
 
-    def _load_since(self, since: int, gen: int) -> None:
+    def _changes_since(self, since: int) -> tuple[list[str], list[_Parsed]]:
+        """Chunk ids deleted and documents written after generation `since`."""
         assert self._db is not None
-        vocab = self._read_vocab(self._next_tid - 1)
         gone = [
             r[0]
             for r in self._db.execute("SELECT chunk_id FROM tombstones WHERE seq > ?", (since,))
@@ -733,20 +1007,30 @@ class LexicalIndex:
         rows = self._db.execute(
             "SELECT chunk_id, note_path, tags, private, tids, tfs FROM docs WHERE seq > ?", (since,)
         ).fetchall()
-        docs = [self._row_doc(r) for r in rows]
+        return gone, [self._row_doc(r) for r in rows]
+
+    @staticmethod
+    def _apply_changes(mem: _Postings, gone: Sequence[str], docs: Sequence[_Parsed]) -> None:
+        for cid in gone:
+            mem.remove(cid)
+        for d in docs:
+            mem.add(d)
+
+    def _load_since(self, since: int, gen: int) -> None:
+        assert self._db is not None
+        vocab = self._read_vocab(self._next_tid - 1)
+        gone, docs = self._changes_since(since)
         with self._read:
             self._vocab.update(vocab)
             if vocab:
                 self._next_tid = max(self._next_tid, max(vocab.values()) + 1)
-            for cid in gone:
-                self._mem.remove(cid)
-            for d in docs:
-                self._mem.add(d)
+            self._apply_changes(self._mem, gone, docs)
             self._generation = gen
 
     def _commit_generation(self) -> int:
         assert self._db is not None
         gen = self._generation + 1
+        self._drop_future_snapshots(gen)
         self._put_meta(generation=str(gen))
         if gen > _TOMBSTONE_KEEP:
             floor = gen - _TOMBSTONE_KEEP

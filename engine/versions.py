@@ -28,6 +28,11 @@ PIPELINE_VERSION = 3
 # Kiwi (engine/korean.py); re-tokenise.
 KEYWORD_SCHEMA = "3"  # 3: Kiwi without its multi-word dictionary, plus noun pairs; re-tokenise.
 
+# The keyword index's snapshot files (engine/keyword_snapshot.py, `keywords.sqlite3.<uuid>.<gen>.base`,
+# in each file's prefix): derived from keywords.sqlite3, so a file of any other format is
+# ignored (the index loads from SQLite and writes a new one).
+KEYWORD_SNAPSHOT_FORMAT = 1
+
 # The eval harness's embedding cache (vaultbot/evaluate.py, eval-embeddings.sqlite3, SQLite's
 # `PRAGMA user_version`): a cache, so any other value empties it.
 EVAL_CACHE_VERSION = 1
