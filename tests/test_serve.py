@@ -120,27 +120,11 @@ def test_serve_answers_signed_slack_mention_http_mode(tmp_path: Path, fake_slack
     assert "slack: HTTP mode" in out
 
 
-def test_serve_answers_slack_mention_in_socket_mode(tmp_path: Path, fake_slack: FakeSlack, fake_ollama) -> None:
-    fake_ollama.responder = lambda *a: ANSWER
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    proc = _serve(tmp_path, port, {
-        "VAULTBOT_OLLAMA_URL": fake_ollama.url, "SLACK_BOT_TOKEN": BOT_TOKEN,
-        "SLACK_APP_TOKEN": APP_TOKEN, "VAULTBOT_SLACK_API_URL": fake_slack.api_url,
-    })
-    try:
-        _wait(lambda: _indexed(url), 120, "the initial sync", proc)
-        _wait(lambda: fake_slack.connected_sockets > 0, 30, "the Socket Mode connection", proc)
-        ts = fake_slack.new_ts()
-        fake_slack.push_event(_mention(ts))
-        _wait(lambda: _answered(fake_slack, ts), 60, "the answer in the thread", proc)
-    finally:
-        out = _stop(proc) if proc.poll() is None else proc.communicate()[0]
-    assert "Socket Mode" in out
-
-
-async def test_serve_answers_discord_slash_command(tmp_path: Path, fake_ollama) -> None:
-    """A fake Discord REST API and gateway: HELLO, READY, then INTERACTION_CREATE for /ask."""
+async def test_serve_answers_slack_socket_mode_and_discord_slash_command(
+        tmp_path: Path, fake_slack: FakeSlack, fake_ollama) -> None:
+    """One serve runs both bots, as a deployment may: a Slack @mention arrives over Socket
+    Mode and is answered in its thread; then, from a fake Discord REST API and gateway (HELLO,
+    READY, INTERACTION_CREATE), /ask is answered by editing the deferred response."""
     import asyncio
 
     from fakes.discord_api import FakeDiscord
@@ -150,12 +134,21 @@ async def test_serve_answers_discord_slash_command(tmp_path: Path, fake_ollama) 
     url = f"http://127.0.0.1:{port}"
     async with FakeDiscord() as discord:
         proc = _serve(tmp_path, port, {
-            "VAULTBOT_OLLAMA_URL": fake_ollama.url, "DISCORD_BOT_TOKEN": discord.token,
-            "VAULTBOT_DISCORD_API_URL": discord.api_url, "VAULTBOT_DISCORD_GATEWAY_URL": discord.gateway_url,
-            "VAULTBOT_DISCORD_GUILD": "1000",
+            "VAULTBOT_OLLAMA_URL": fake_ollama.url, "SLACK_BOT_TOKEN": BOT_TOKEN,
+            "SLACK_APP_TOKEN": APP_TOKEN, "VAULTBOT_SLACK_API_URL": fake_slack.api_url,
+            "DISCORD_BOT_TOKEN": discord.token, "VAULTBOT_DISCORD_API_URL": discord.api_url,
+            "VAULTBOT_DISCORD_GATEWAY_URL": discord.gateway_url, "VAULTBOT_DISCORD_GUILD": "1000",
         })
         try:
             await asyncio.to_thread(_wait, lambda: _indexed(url), 120, "the initial sync", proc)
+            # Slack, Socket Mode.
+            await asyncio.to_thread(_wait, lambda: fake_slack.connected_sockets > 0, 30,
+                                    "the Socket Mode connection", proc)
+            ts = fake_slack.new_ts()
+            fake_slack.push_event(_mention(ts))
+            await asyncio.to_thread(_wait, lambda: _answered(fake_slack, ts), 60,
+                                    "the answer in the thread", proc)
+            # Discord.
             await discord.wait_ready(timeout=60)
             start = len(discord.calls)
             await discord.ask("When is the launch?")
@@ -169,4 +162,4 @@ async def test_serve_answers_discord_slash_command(tmp_path: Path, fake_ollama) 
             assert synced, "the /ask command was not synced to the dev guild"
         finally:
             out = await asyncio.to_thread(_stop, proc) if proc.poll() is None else proc.communicate()[0]
-    assert "discord: starting" in out
+    assert "Socket Mode" in out and "discord: starting" in out
