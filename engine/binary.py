@@ -5,9 +5,10 @@ centre), so a 512-d float32 vector (2,048 bytes) becomes 64 bytes. Search scans 
 Hamming distance (faiss `IndexBinaryFlat`: SIMD popcount, exhaustive, ~3 ms per query over a
 million codes on one core), keeps `candidates` of them (20 x k by default) and rescores those
 exactly against their float vectors. The float vectors are only touched for the candidates, so
-they can live outside RAM: `rescore="mmap"` keeps them as float16 in a memory-mapped file (the
-OS pages in the ~100 rows a query reads), `rescore="memory"` in RAM, `rescore="none"` drops them
-(Hamming order only). Measurements: bench/binary_bench.py, docs/benchmarks.md.
+they can live outside RAM: `rescore="mmap"` keeps them as float16 in a file beside the index
+(the name is historical: the ~160 rows a query needs are read by position from the page cache,
+not mapped, see _Floats), `rescore="memory"` in RAM, `rescore="none"` drops them (Hamming order
+only). Measurements: bench/binary_bench.py, docs/benchmarks.md.
 
 Without faiss (an optional dependency) the same search runs in numpy (`np.bitwise_count`),
 about 50x slower: fine for tests and small vaults, not for a million vectors.
@@ -24,6 +25,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import weakref
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -64,17 +66,22 @@ def hamming(codes: np.ndarray, query_code: np.ndarray) -> np.ndarray:
 
 
 class _Floats:
-    """Slot-addressed float rows for rescoring, in RAM or in a memory-mapped file.
+    """Slot-addressed float rows for rescoring, in RAM or in a file read by position.
 
-    The file is this object's alone (created empty, never read back: the rows are derived
-    data). With `unlink` its name is removed as soon as it is open, so it needs no clean-up and
-    no other process can map it by accident."""
+    The file is this object's alone (created empty, never read back after a restart: the rows
+    are derived data). With `unlink` its name is removed as soon as it is open, so it needs no
+    clean-up and no other process can open it by accident. Rows are written with pwrite and
+    read with pread, not through a mapping: every page a mapping touches stays counted in the
+    process's RSS (all 100 MB of rows at 100k chunks once the store was built, since building
+    writes them all), while a read copies the ~160 rows a query needs out of the page cache
+    (~0.3 ms) and keeps nothing."""
 
     def __init__(self, dim: int, dtype: Any, path: Path | None, unlink: bool = False) -> None:
         self.dim, self.dtype, self.path, self.unlink = dim, np.dtype(dtype), path, unlink
+        self.row_bytes = dim * self.dtype.itemsize
         self.cap = 0
-        self.rows: np.ndarray = np.zeros((0, dim), dtype=self.dtype)
-        self._file: Any = None
+        self.rows: np.ndarray = np.zeros((0, dim), dtype=self.dtype)  # in RAM (path None)
+        self._fd: int | None = None
 
     def ensure(self, n: int) -> None:
         if n <= self.cap:
@@ -85,30 +92,49 @@ class _Floats:
             rows[: self.cap] = self.rows
             self.rows = rows
         else:
-            if self._file is None:
+            if self._fd is None:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
-                self._file = open(self.path, "w+b")  # noqa: SIM115 - lives as long as the map
+                self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
+                self._close = weakref.finalize(self, os.close, self._fd)
                 if self.unlink:
                     os.unlink(self.path)
-            if isinstance(self.rows, np.memmap):
-                self.rows.flush()
-            self._file.truncate(cap * self.dim * self.dtype.itemsize)  # sparse growth
-            self.rows = np.memmap(self._file, dtype=self.dtype, mode="r+", shape=(cap, self.dim))
+            os.ftruncate(self._fd, cap * self.row_bytes)  # sparse growth
         self.cap = cap
 
     def put(self, slots: np.ndarray, vectors: np.ndarray) -> None:
         self.ensure(int(slots.max()) + 1 if slots.size else 0)
-        self.rows[slots] = vectors
+        if self._fd is None:
+            self.rows[slots] = vectors
+            return
+        order = np.argsort(slots, kind="stable")
+        slots, data = slots[order], np.ascontiguousarray(vectors[order], dtype=self.dtype)
+        for lo, hi in _runs(slots):  # consecutive slots in one write (a build is one run)
+            os.pwrite(self._fd, data[lo:hi].tobytes(), int(slots[lo]) * self.row_bytes)
 
     def get(self, slots: np.ndarray) -> np.ndarray:
-        order = np.argsort(slots)  # ascending reads are kinder to a memory-mapped file
         out = np.empty((slots.size, self.dim), dtype=np.float32)
-        out[order] = self.rows[slots[order]]
+        if self._fd is None:
+            out[:] = self.rows[slots]
+            return out
+        order = np.argsort(slots, kind="stable")  # ascending reads are kinder to the disk
+        ordered = slots[order]
+        for lo, hi in _runs(ordered):
+            raw = os.pread(self._fd, (hi - lo) * self.row_bytes, int(ordered[lo]) * self.row_bytes)
+            out[order[lo:hi]] = np.frombuffer(raw, dtype=self.dtype).reshape(hi - lo, self.dim)
         return out
 
     @property
     def resident_bytes(self) -> int:
         return 0 if self.path is not None else self.rows.nbytes
+
+
+def _runs(sorted_slots: np.ndarray) -> list[tuple[int, int]]:
+    """[lo, hi) index ranges of runs of consecutive values in a sorted array."""
+    if not sorted_slots.size:
+        return []
+    breaks = np.flatnonzero(np.diff(sorted_slots) != 1) + 1
+    edges = [0, *breaks.tolist(), int(sorted_slots.size)]
+    return list(zip(edges[:-1], edges[1:], strict=True))
 
 
 @dataclass(frozen=True)
@@ -117,8 +143,8 @@ class MemoryReport:
     dim: int
     code_bytes: int  # the first stage: packed sign bits
     map_bytes: int  # position -> slot map (int32)
-    rescore_resident_bytes: int  # float rows held in RAM (0 when memory-mapped)
-    rescore_disk_bytes: int  # float rows (in use) in the memory-mapped file
+    rescore_resident_bytes: int  # float rows held in RAM (0 when in a file)
+    rescore_disk_bytes: int  # float rows (in use) in the file
 
     @property
     def first_stage_bytes_per_vector(self) -> float:
@@ -412,7 +438,7 @@ class BinaryVectorStore:
             self._pending.clear()
 
     def close(self) -> None:
-        """Nothing held open: the arrays are in memory or memory-mapped and freed with it."""
+        """Nothing to close: the arrays and the float file are freed with the store."""
 
     def catch_up(self) -> int:
         """Apply what other processes wrote since the last generation seen; how many chunks
