@@ -245,8 +245,9 @@ def render_cache(r: dict[str, Any]) -> list[str]:
 def render_binary(b: dict[str, Any]) -> list[str]:
     lines = ["## Binary first stage (`bench/binary_bench.py`)", "",
              f"Backend {b['backend']}; dim 512, clustered synthetic unit vectors; 1 thread; recall@10 "
-             f"against exact float32 search; rescoring reads float16 rows from a memory-mapped file "
-             f"(on disk; only the candidates' rows are paged in). Latency median of {b.get('runs', 1)} runs.", ""]
+             f"against exact float32 search; rescoring reads float16 rows from a file "
+             f"(on disk, through a mapping whose pages are dropped after each search: only the "
+             f"candidates' rows are read). Latency median of {b.get('runs', 1)} runs.", ""]
     for s in b["sizes"]:
         m = s["memory"]
         lines += [f"### {s['n']:,} vectors", "",
@@ -325,7 +326,7 @@ def render_million(m: dict[str, Any]) -> list[str]:
                f"{r['rss_after_warm_mb']} MB, after the queries {r['rss_after_queries_mb']} MB; "
                f"the binary first stage holds {b['code_bytes'] / 2**20:.0f} MB of codes in RAM, "
                f"the float16 rows for rescoring ({b['rescore_disk_bytes'] / 2**20:.0f} MB) are "
-               f"memory-mapped.", ""])
+               f"in a file (its mapped pages dropped after each query).", ""])
 
 
 def render_quality(q: dict[str, Any]) -> list[str]:
