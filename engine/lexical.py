@@ -974,12 +974,7 @@ class LexicalIndex:
             self._apply_changes(mem, *self._changes_since(snap_gen))
             (count,) = self._db.execute("SELECT count(*) FROM docs").fetchone()
             if count == mem.n_live:
-                with self._read:
-                    self._vocab, self._next_tid, self._mem = vocab, next_tid, mem
-                    self._uuid = meta["uuid"]
-                    self._generation = int(meta["generation"])
-                    self.snapshot = snap
-                self._snapshot_due = False
+                self._publish(vocab, next_tid, mem, meta, snap)
                 return
             log.warning("keyword snapshot %s not used: %d chunks after catching up, the index "
                         "has %d", snap, mem.n_live, count)
@@ -989,13 +984,18 @@ class LexicalIndex:
         ).fetchall()
         mem = _Postings.build(rows, next_tid, self._k1, self._b)
         del rows
+        self._publish(vocab, next_tid, mem, meta, None)
+        release_free_memory()  # the rows' blobs, freed above, would stay in the heap otherwise
+
+    def _publish(self, vocab: dict[str, int], next_tid: int, mem: _Postings,
+                 meta: Mapping[str, str], snap: Path | None) -> None:
+        """Make a loaded index the one searches see; without a snapshot, one is due."""
         with self._read:
             self._vocab, self._next_tid, self._mem = vocab, next_tid, mem
             self._uuid = meta["uuid"]
             self._generation = int(meta["generation"])
-            self.snapshot = None
-        self._snapshot_due = True
-        release_free_memory()  # the rows' blobs, freed above, would stay in the heap otherwise
+            self.snapshot = snap
+        self._snapshot_due = snap is None
 
     def _changes_since(self, since: int) -> tuple[list[str], list[_Parsed]]:
         """Chunk ids deleted and documents written after generation `since`."""

@@ -8,6 +8,7 @@ import ctypes
 import io
 import os
 import socket
+import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -223,3 +224,25 @@ def make_pdf(path: Path, lines: list[str], size: tuple[float, float] = (612, 792
     pdf.close()
     path.write_bytes(buf.getvalue())
     return path
+
+
+def mount(*args: str) -> None:
+    """`mount ARGS`, or skip the test where this process may not mount (needs root or
+    CAP_SYS_ADMIN)."""
+    r = subprocess.run(["mount", *args], capture_output=True, text=True)
+    if r.returncode != 0:
+        pytest.skip(f"cannot mount here ({r.stderr.strip()}): needs root or CAP_SYS_ADMIN")
+
+
+@contextmanager
+def read_only_mount(src: Path, at: Path) -> Iterator[Path]:
+    """`src` bind-mounted read-only at `at`, as a read-only data dir (root writes through 0555
+    modes, so a mode alone would not do)."""
+    at.mkdir(exist_ok=True)
+    mount("--bind", str(src), str(at))
+    try:
+        mount("-o", "remount,bind,ro", str(at))
+        assert not os.access(at, os.W_OK)
+        yield at
+    finally:
+        subprocess.run(["umount", str(at)], check=True)

@@ -24,7 +24,7 @@ import httpx
 import pytest
 from corpus import ROOT, copy_vault
 from fakes.ollama_server import unused_url
-from helpers import free_port
+from helpers import free_port, mount, read_only_mount
 
 from vaultbot.app import App
 from vaultbot.doctor import run_doctor
@@ -68,12 +68,6 @@ def indexed(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]
     return root, vault, root / "data"
 
 
-def _mount(*args: str) -> None:
-    r = subprocess.run(["mount", *args], capture_output=True, text=True)
-    if r.returncode != 0:
-        pytest.skip(f"cannot mount here ({r.stderr.strip()}): needs root or CAP_SYS_ADMIN")
-
-
 def _umount(path: Path) -> None:
     subprocess.run(["umount", str(path)], check=True)
 
@@ -83,15 +77,8 @@ def read_only_copy(indexed: tuple[Path, Path, Path], tmp_path: Path) -> Iterator
     """The indexed data dir, copied and mounted read-only (root writes through 0555 modes)."""
     src = tmp_path / "src"
     shutil.copytree(indexed[2], src)
-    ro = tmp_path / "ro"
-    ro.mkdir()
-    _mount("--bind", str(src), str(ro))
-    try:
-        _mount("-o", "remount,bind,ro", str(ro))
-        assert not os.access(ro, os.W_OK)
+    with read_only_mount(src, tmp_path / "ro") as ro:
         yield ro
-    finally:
-        _umount(ro)
 
 
 def _tree(path: Path) -> dict[str, tuple[int, int]]:
@@ -162,7 +149,7 @@ def test_full_disk_is_one_line(indexed, tmp_path: Path) -> None:
     cwd, vault, _ = indexed
     tiny = tmp_path / "tiny"
     tiny.mkdir()
-    _mount("-t", "tmpfs", "-o", "size=256k", "tmpfs", str(tiny))
+    mount("-t", "tmpfs", "-o", "size=256k", "tmpfs", str(tiny))
     try:
         r = _run(cwd, vault, tiny / "data", "sync")
     finally:

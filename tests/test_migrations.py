@@ -24,7 +24,7 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from corpus import ROOT
-from helpers import CountingEmbedder, build, close_index
+from helpers import CountingEmbedder, build, close_index, read_only_mount
 from sqlalchemy import create_engine, inspect, text
 
 from engine import migrations
@@ -388,27 +388,13 @@ def test_processes_starting_at_once_upgrade_once(legacy_url: str) -> None:
 
 
 # ------------------------------------------------------------------------ read-only
-def _mount(*args: str) -> None:
-    r = subprocess.run(["mount", *args], capture_output=True, text=True)
-    if r.returncode != 0:
-        pytest.skip(f"cannot mount here ({r.stderr.strip()}): needs root or CAP_SYS_ADMIN")
-
-
-
 @pytest.fixture
 def read_only_dir(tmp_path: Path) -> Iterator[tuple[Path, Path]]:
-    """(src, ro): ro is src mounted read-only, as a read-only data dir (root writes through
-    0555 modes, so a mode alone would not do)."""
-    src, ro = tmp_path / "src", tmp_path / "ro"
+    """(src, ro): ro is src mounted read-only, as a read-only data dir."""
+    src = tmp_path / "src"
     src.mkdir()
-    ro.mkdir()
-    _mount("--bind", str(src), str(ro))
-    try:
-        _mount("-o", "remount,bind,ro", str(ro))
-        assert not os.access(ro, os.W_OK)
+    with read_only_mount(src, tmp_path / "ro") as ro:
         yield src, ro
-    finally:
-        subprocess.run(["umount", str(ro)], check=True)
 
 
 def test_read_only_legacy_registry_is_read_not_migrated(
