@@ -398,10 +398,10 @@ class _Postings:
             idf = math.log(1.0 + (n_live - df + 0.5) / (df + 0.5))
             norm = k1 * (1.0 - b + b * (length[docs] / avgdl))
             scores[docs] += (idf * (k1 + 1.0)) * tfs / (tfs + norm)
-        if scope is not None:
-            allowed = self.scope_mask(scope)[self.meta[:n]]
-            scores[~allowed] = 0.0  # before top-k, so a narrow scope still fills k
         cand = np.flatnonzero(scores > 0)
+        if scope is not None:  # before top-k, so a narrow scope still fills k; only the
+            # matching slots are looked up (a mask over all slots cost ~2 ms at 1M chunks)
+            cand = cand[self.scope_mask(scope)[self.meta[cand]]]
         if cand.size > k:
             cand = cand[np.argpartition(-scores[cand], k - 1)[:k]]
         cand = cand[np.argsort(-scores[cand], kind="stable")]
