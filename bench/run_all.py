@@ -366,8 +366,15 @@ def render(results: dict[str, Any], defaults: str) -> str:
     part = results.get("partial")
     if part:
         when = (part.get("machine_of_the_rest") or {}).get("date", "an earlier run")
-        lines += [f"Re-measured in this run: {', '.join(part['rerun'])}; the other sections are "
-                  f"from the run of {when}.", ""]
+        measured = results.get("measured", {})
+        older: dict[str, list[str]] = {}
+        for key in ALL:
+            if key in results and key not in part["rerun"]:
+                older.setdefault(measured.get(key, when), []).append(key)
+        rest = "; ".join(f"{', '.join(keys)} from the run of {date}"
+                         for date, keys in sorted(older.items()))
+        lines += [f"Re-measured in this run: {', '.join(part['rerun'])}; "
+                  f"{rest or 'nothing else'}.", ""]
     for name, fn in (("sync", render_sync), ("lexical", render_lexical),
                      ("retrieval", render_retrieval), ("cache", render_cache),
                      ("binary", render_binary), ("memory", render_memory),
@@ -434,12 +441,16 @@ def main() -> None:
     if "quality" in only:
         results["quality"] = run_quality(args.quick, args.embed_cache)
     results["seconds"] = round(time.perf_counter() - t0)
+    # When each section was measured, so that a partial run says where the rest came from.
+    results["measured"] = {key: results["machine"]["date"] for key in only}
     if set(ALL) - only and args.results.exists() and not args.quick:
-        # A partial run (--only) keeps the other sections' figures from the last full run.
+        # A partial run (--only) keeps the other sections' figures from earlier runs.
         previous = json.loads(args.results.read_text())
+        before = previous.get("measured", {})
         for key in set(ALL) - only:
             if key in previous:
                 results[key] = previous[key]
+                results["measured"][key] = before.get(key, previous["machine"]["date"])
         results["partial"] = {"rerun": sorted(only), "machine_of_the_rest": previous.get("machine")}
     if not args.quick:  # quick figures are a smoke test, never the record
         args.results.parent.mkdir(parents=True, exist_ok=True)
