@@ -35,7 +35,7 @@ TOKENIZERS = ("kiwi", "bigram", "kiwi+bigram")
 _KEEP_PREFIXES = ("NN", "VV", "VA", "XR", "SL", "SN", "SH")
 # Kiwi's special tokens (#hashtag, URL, e-mail, ...) are split into their words below.
 _WEB_PREFIX = "W_"
-# Nouns whose space-separated pairs are also kept as one term (see `_morphemes`).
+# Nouns whose space-separated pairs are also kept as one term (see `morphemes`).
 _PAIR_TAGS = frozenset(("NNG", "NNP"))
 _BIGRAM_MARK = "\x01"  # prefix of bigram terms in the combined stream
 
@@ -70,7 +70,7 @@ def get_kiwi() -> Any:
                 from kiwipiepy import Kiwi
 
                 # Without Kiwi's multi-word dictionary (proper nouns such as "알렉산더 헤이그" as
-                # one morpheme): it is ~180 MB of Kiwi's ~480 MB. `_morphemes` pairs nouns across
+                # one morpheme): it is ~180 MB of Kiwi's ~480 MB. `morphemes` pairs nouns across
                 # a space instead, which ranks as well on KorQuAD 1.0 dev (bench/korean_tokenizer.py,
                 # kiwi+bigram nDCG@10 0.9544 either way, paired 95% CI of the difference
                 # -0.0013..+0.0012; without the pairs 0.9532, CI -0.0020..-0.0005) for ~6% more
@@ -88,8 +88,8 @@ def _latin(word: str, out: list[str]) -> None:
             out.append(w)
 
 
-def _morphemes(tokens: Iterable[Any]) -> list[str]:
-    """Kiwi's content morphemes, except Latin words and numbers (`_latin_words` has those),
+def morphemes(tokens: Iterable[Any]) -> list[str]:
+    """Kiwi's content morphemes, except Latin words and numbers (`latin_words` has those),
     plus "a b" for each noun `a` followed by noun `b` after a space (not for one glued word:
     bigrams already cover compounds; nor pairs across any other token)."""
     out: list[str] = []
@@ -111,7 +111,7 @@ def _morphemes(tokens: Iterable[Any]) -> list[str]:
     return out
 
 
-def _latin_words(text: str) -> list[str]:
+def latin_words(text: str) -> list[str]:
     """Lowercased Latin/number words of the runs outside Hangul and CJK ("Node.js" -> node, js;
     "#work/alpha" -> work, alpha; "3일" -> 3)."""
     if not _CJK_RE.search(text):  # the common case in one pass: the runs are just the words
@@ -142,8 +142,8 @@ def _cjk_bigrams(text: str) -> list[str]:
 def kiwi_tokens(text: str) -> list[str]:
     """Content morphemes of `text` (see module docstring)."""
     if not _CJK_RE.search(text):
-        return _latin_words(text)
-    return _morphemes(get_kiwi().tokenize(text)) + _latin_words(text)
+        return latin_words(text)
+    return morphemes(get_kiwi().tokenize(text)) + latin_words(text)
 
 
 def bigram_tokens(text: str) -> list[str]:
@@ -183,15 +183,10 @@ def tokenize_many(texts: Sequence[str], tokenizer: str = "kiwi") -> list[list[st
     if not texts:
         return []
     asian = [i for i, t in enumerate(texts) if _CJK_RE.search(t)]
-    morphs = [_latin_words(t) for t in texts]
+    morphs = [latin_words(t) for t in texts]
     if asian:
         for i, toks in zip(asian, get_kiwi().tokenize([texts[i] for i in asian]), strict=True):
-            morphs[i] = _morphemes(toks) + morphs[i]
+            morphs[i] = morphemes(toks) + morphs[i]
     if tokenizer == "kiwi":
         return morphs
     return [_combine(m, t) for m, t in zip(morphs, texts, strict=True)]
-
-
-# The pieces of `tokenize` that engine/extractive.py reuses with tokens Kiwi gave it already.
-morphemes = _morphemes
-latin_words = _latin_words
