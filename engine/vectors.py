@@ -118,8 +118,9 @@ class ChromaVectorStore:
         else:
             self.client = chromadb.EphemeralClient(settings=chroma_settings)
         self.model = model
-        # Where given, privacy is read from the registry (the truth, and cached per generation)
-        # rather than from Chroma's metadata, which costs ~4 ms a query to return at 100k.
+        # Where given (Index.open always does), scopes are judged by the registry (the truth,
+        # cached per generation) on unfiltered neighbours; without it (a store on its own),
+        # by Chroma's own `where` filter.
         self.registry = registry
         self.collection = self.client.get_or_create_collection(
             collection_name(model),
@@ -178,13 +179,6 @@ class ChromaVectorStore:
                      if i in allowed]
             if private_only or len(pairs) >= k or len(ids) < n:
                 return pairs[:k]
-        elif where == {"private": False}:
-            res = self.collection.query(query_embeddings=vec, n_results=2 * k + 10,
-                                        include=["distances", "metadatas"])
-            pairs = [(i, 1.0 - float(d)) for i, d, m in
-                     zip(res["ids"][0], res["distances"][0], res["metadatas"][0], strict=True)
-                     if not (m or {}).get("private")]
-            return pairs[:k]
         res = self.collection.query(query_embeddings=vec, n_results=k, where=where,
                                     include=["distances"])
         return [(i, 1.0 - float(d)) for i, d in zip(res["ids"][0], res["distances"][0], strict=True)]
