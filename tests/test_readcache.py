@@ -56,6 +56,9 @@ def test_warm_reads_every_note_once(registry_url: str) -> None:
         assert reg._note_cache.misses == misses
         reg.write_notes([_write("n0.md", ["changed"], "hx", private=True)], "m")
         assert reg.note_info(["n0.md"])["n0.md"].private  # a write empties it
+        reg.forget_cached()
+        reg._note_cache.limit = 4  # more notes than fit: none are read in
+        assert reg.warm() == 0 and reg._note_cache._data == {}
     finally:
         reg.close()
 
