@@ -28,8 +28,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -102,27 +100,14 @@ print(json.dumps(out))
 
 def build(n: int, data: Path) -> dict:
     import retrieval_bench as rb
-    from korean_tokenizer import KORQUAD, load_korquad
-    from lexical_speed import Corpus, sentence_pool
 
-    import engine.lexical as lexical
-    from engine.korean import tokenize_many
-
-    sents = sentence_pool()
-    tokens = tokenize_many(sents, lexical.DEFAULT_TOKENIZER)
-    corpus = Corpus(sents, tokens)
-    lexical.tokenize_many = corpus.lookup  # type: ignore[assignment]
-    # The same 300 questions as retrieval_bench.py: 80 % KorQuAD, 20 % English spans.
-    rng = np.random.default_rng(3)
-    _, questions = load_korquad(KORQUAD)
-    ko = [questions[i][0] for i in rng.permutation(len(questions))[:240]]
-    en_sents = [s for s in sents if s.isascii() and len(s.split()) >= 6]
-    en = [" ".join(en_sents[i].split()[:5]) for i in rng.permutation(len(en_sents))[:60]]
+    # The same chunks' generator and the same 300 questions as retrieval_bench.py.
+    corpus, questions = rb.corpus_and_questions(300)
     embedder = rb.TableEmbedder()
     t0 = time.perf_counter()
     index, res = rb.build(n, data, corpus, embedder, chroma=False)
     res["build_total_s"] = round(time.perf_counter() - t0, 1)
-    qs = rb.queries_for(index, embedder, ko + en, seed=n)
+    qs = rb.queries_for(index, embedder, questions, seed=n)
     (data / "queries.pkl").write_bytes(pickle.dumps({q: embedder.table[q] for q in qs}))
     index.keywords.close()  # type: ignore[union-attr]
     index.registry.close()

@@ -39,6 +39,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -422,17 +423,12 @@ def bench_size(n: int, corpus, queries: list[str], runs: int, binary: bool,
     return res
 
 
-def main() -> None:
+def corpus_and_questions(n_questions: int = 300) -> tuple[Any, list[str]]:
+    """The chunk generator over the sentence pool, its keyword tokens computed once and looked
+    up by engine.lexical from here on, and the questions: 80 % KorQuAD, the rest the first five
+    words of English pool sentences (the same set for the same count; bench/million.py too)."""
     from korean_tokenizer import KORQUAD, load_korquad
     from lexical_speed import Corpus, sentence_pool
-
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
-    ap.add_argument("--runs", type=int, default=3)
-    ap.add_argument("--queries", type=int, default=300)
-    ap.add_argument("--no-binary", action="store_true")
-    ap.add_argument("--json", type=Path)
-    args = ap.parse_args()
 
     sents = sentence_pool()
     t0 = time.perf_counter()
@@ -443,10 +439,23 @@ def main() -> None:
     lexical.tokenize_many = corpus.lookup  # type: ignore[assignment]
     rng = np.random.default_rng(3)
     _, questions = load_korquad(KORQUAD)
-    ko = [questions[i][0] for i in rng.permutation(len(questions))[: int(args.queries * 0.8)]]
+    ko = [questions[i][0] for i in rng.permutation(len(questions))[: int(n_questions * 0.8)]]
     en_sents = [s for s in sents if s.isascii() and len(s.split()) >= 6]
-    en = [" ".join(en_sents[i].split()[:5]) for i in rng.permutation(len(en_sents))[: args.queries - len(ko)]]
-    queries = ko + en
+    en = [" ".join(en_sents[i].split()[:5])
+          for i in rng.permutation(len(en_sents))[: n_questions - len(ko)]]
+    return corpus, ko + en
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--queries", type=int, default=300)
+    ap.add_argument("--no-binary", action="store_true")
+    ap.add_argument("--json", type=Path)
+    args = ap.parse_args()
+
+    corpus, queries = corpus_and_questions(args.queries)
     out = {"dim": DIM, "k": K, "queries": len(queries), "runs": args.runs, "sizes": []}
     for n in args.sizes:
         r = bench_size(n, corpus, queries, args.runs, binary=not args.no_binary and n == max(args.sizes))
