@@ -109,6 +109,17 @@ def mixed_queries(sents: list[str], n: int, seed: int = 3) -> tuple[list[str], l
     return ko, en
 
 
+def bench_scopes(docs: Sequence[LexDoc]) -> dict[str, Scope | None]:
+    """The scopes every keyword search is timed with (this script and pg_keywords_speed.py)."""
+    return {
+        "none": None,
+        "default Scope() (hides private)": Scope(),
+        "folder Work/Meetings": Scope(folders=("Work/Meetings",)),
+        "tag meeting": Scope(tags=("meeting",)),
+        "one note": Scope(notes=(docs[len(docs) // 2].note_path,)),
+    }
+
+
 def pct(values: list[float], q: float) -> float:
     values = sorted(values)
     return values[min(len(values) - 1, int(round(q / 100 * (len(values) - 1))))]
@@ -236,13 +247,7 @@ def bench_size(
         res["terms"] = len(ix._vocab)
         res["size_mb"] = sum(p.stat().st_size for p in Path(tmp).iterdir()) / 1e6
 
-        scopes = {
-            "none": None,
-            "default Scope() (hides private)": Scope(),
-            "folder Work/Meetings": Scope(folders=("Work/Meetings",)),
-            "tag meeting": Scope(tags=("meeting",)),
-            "one note": Scope(notes=(docs[n // 2].note_path,)),
-        }
+        scopes = bench_scopes(docs)
         lat: dict[str, list[float]] = {}
         for name, scope in scopes.items():
             for q in queries[:20]:  # warm-up; also fills the scope mask cache

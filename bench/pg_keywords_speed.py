@@ -26,13 +26,12 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from lexical_speed import Corpus, mixed_queries, pct, sentence_pool  # noqa: E402
+from lexical_speed import Corpus, bench_scopes, mixed_queries, pct, sentence_pool  # noqa: E402
 from sqlalchemy import create_engine, text  # noqa: E402
 
 import engine.lexical as lexical  # noqa: E402
 import engine.pg_keywords as pg_keywords  # noqa: E402
 from engine.korean import tokenize_many  # noqa: E402
-from engine.models import Scope  # noqa: E402
 from engine.registry import Registry  # noqa: E402
 
 PG_ADMIN = os.environ.get("VAULTBOT_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
@@ -88,13 +87,7 @@ def bench_size(n: int, corpus: Corpus, queries: list[str], admin_url: str) -> di
                                              ).scalar() / 1e6
         res["pg_vacuum_s"] = time.perf_counter() - t0
 
-        scopes = {
-            "none": None,
-            "default Scope() (hides private)": Scope(),
-            "folder Work/Meetings": Scope(folders=("Work/Meetings",)),
-            "tag meeting": Scope(tags=("meeting",)),
-            "one note": Scope(notes=(docs[n // 2].note_path,)),
-        }
+        scopes = bench_scopes(docs)
         res["search"], res["mismatches"], loads = {}, 0, [os.getloadavg()[0]]
         for label, scope in scopes.items():
             for q in queries[:20]:  # warm-up: connections, prepared statements, scope masks
