@@ -428,26 +428,26 @@ def _pg_schema(url: str) -> tuple[str, str]:
     work in it (search_path), so an eval never touches the tables already there."""
     import uuid
 
-    from sqlalchemy import create_engine, make_url, text
+    from sqlalchemy import make_url
 
     schema = f"vaultbot_eval_{uuid.uuid4().hex[:12]}"
-    eng = create_engine(url, isolation_level="AUTOCOMMIT")
-    try:
-        with eng.connect() as conn:
-            conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    finally:
-        eng.dispose()
+    _pg_execute(url, f'CREATE SCHEMA "{schema}"')
     scoped = make_url(url).update_query_dict({"options": f"-csearch_path={schema}"})
     return scoped.render_as_string(hide_password=False), schema
 
 
 def _drop_pg_schema(url: str, schema: str) -> None:
+    _pg_execute(url, f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+def _pg_execute(url: str, sql: str) -> None:
+    """One statement outside a transaction, on a connection of its own."""
     from sqlalchemy import create_engine, text
 
     eng = create_engine(url, isolation_level="AUTOCOMMIT")
     try:
         with eng.connect() as conn:
-            conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+            conn.execute(text(sql))
     finally:
         eng.dispose()
 
