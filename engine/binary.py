@@ -6,8 +6,9 @@ Hamming distance (faiss `IndexBinaryFlat`: SIMD popcount, exhaustive, ~3 ms per 
 million codes on one core), keeps `candidates` of them (20 x k by default) and rescores those
 exactly against their float vectors. The float vectors are only touched for the candidates, so
 they can live outside RAM: `rescore="mmap"` keeps them as float16 in a file beside the index
-(read through a mapping whose pages are dropped again after each query, see _Floats), `rescore="memory"` in RAM, `rescore="none"` drops them (Hamming order
-only). Measurements: bench/binary_bench.py, docs/benchmarks.md.
+(read through a mapping whose pages are dropped again after each query, see _Floats),
+`rescore="memory"` in RAM, `rescore="none"` drops them (Hamming order only). Measurements:
+bench/binary_bench.py, docs/benchmarks.md.
 
 Without faiss (an optional dependency) the same search runs in numpy (`np.bitwise_count`),
 about 50x slower: fine for tests and small vaults, not for a million vectors.
@@ -103,7 +104,7 @@ class _Floats:
                 if self.unlink:
                     os.unlink(self.path)
             os.ftruncate(self._fd, cap * self.row_bytes)  # sparse growth
-            self.rows = np.zeros((0, self.dim), dtype=self.dtype)  # the old view goes first
+            self.rows = np.zeros((0, self.dim), dtype=self.dtype)  # a map with a view won't close
             if self._map is not None:
                 self._map.close()
             self._map = mmap.mmap(self._fd, cap * self.row_bytes, access=mmap.ACCESS_READ)
